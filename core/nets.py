@@ -1,0 +1,275 @@
+"""The three nets of the tutorial, each written in PyTorch's two construction styles.
+
+Every net exists as an ``nn.Module`` subclass with its own ``forward`` and as an ``nn.Sequential``.
+Both are built from one :class:`~core.spec.ModelSpec`, and both register their parameters and
+buffers in the same order, so weights copy across styles one tensor at a time
+(:func:`copy_weights`) and the two give identical outputs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.spec import (
+    RESNET50_BLOCKS,
+    RESNET50_WIDTHS,
+    RESNET_EXPANSION,
+    ModelSpec,
+    SpecError,
+    Style,
+)
+
+
+def _norm1d(spec: ModelSpec, n: int) -> nn.Module:
+    return nn.BatchNorm1d(n) if spec.batchnorm else nn.Identity()
+
+
+def _norm2d(spec: ModelSpec, n: int) -> nn.Module:
+    return nn.BatchNorm2d(n) if spec.batchnorm else nn.Identity()
+
+
+# --- MLP ---------------------------------------------------------------------------------------
+
+
+def mlp_sizes(spec: ModelSpec) -> list[int]:
+    """Layer widths from input to output, e.g. [12288, 20, 7, 5, 2] for the tutorial's cat net."""
+    c, h, w = spec.input_shape
+    return [c * h * w, *spec.hidden, spec.num_classes]
+
+
+class MLP(nn.Module):
+    """The tutorial's fully connected net: flatten → (Linear → [BN] → ReLU → [Dropout])* → Linear."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        sizes = mlp_sizes(spec)
+        self.n_hidden = len(spec.hidden)
+        # Registered layer by layer (fc1, bn1, fc2, ...) so the order matches the Sequential twin.
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-2], sizes[1:-1]), start=1):
+            setattr(self, f"fc{i}", nn.Linear(n_in, n_out))
+            setattr(self, f"bn{i}", _norm1d(spec, n_out))
+        self.dropout = nn.Dropout(spec.dropout)
+        self.head = nn.Linear(sizes[-2], sizes[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(x, 1)  # N, C*H*W
+        for i in range(1, self.n_hidden + 1):
+            x = getattr(self, f"fc{i}")(x)  # N, hidden_i
+            x = self.dropout(F.relu(getattr(self, f"bn{i}")(x)))
+        return self.head(x)  # N, classes
+
+
+def mlp_sequential(spec: ModelSpec) -> nn.Sequential:
+    sizes = mlp_sizes(spec)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(n_in, n_out), _norm1d(spec, n_out), nn.ReLU(), nn.Dropout(spec.dropout)]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers)
+
+
+# --- LeNet-5 -----------------------------------------------------------------------------------
+
+LENET_FC = (400, 120, 84)
+
+
+def lenet_flat_features(spec: ModelSpec) -> int:
+    """Features after the conv part: 16 × 13 × 13 = 2704 for a 64×64 input."""
+    side = ((spec.input_size - 4) // 2 - 4) // 2
+    if side < 1:
+        raise SpecError(f"input size {spec.input_size} is too small for LeNet-5 (needs ≥ 16)")
+    return 16 * side * side
+
+
+class LeNet5(nn.Module):
+    """The tutorial's LeNet-5 variant: two conv/BN/ReLU/max-pool stages, then 400-120-84 with BN1d."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(spec.in_channels, 6, kernel_size=5)
+        self.bn1 = _norm2d(spec, 6)
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
+        self.bn2 = _norm2d(spec, 16)
+        self.fc1 = nn.Linear(lenet_flat_features(spec), LENET_FC[0])
+        self.bn3 = _norm1d(spec, LENET_FC[0])
+        self.fc2 = nn.Linear(LENET_FC[0], LENET_FC[1])
+        self.bn4 = _norm1d(spec, LENET_FC[1])
+        self.fc3 = nn.Linear(LENET_FC[1], LENET_FC[2])
+        self.bn5 = _norm1d(spec, LENET_FC[2])
+        self.dropout = nn.Dropout(spec.dropout)
+        self.head = nn.Linear(LENET_FC[2], spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)  # N, 6, 30, 30
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)  # N, 16, 13, 13
+        x = torch.flatten(x, 1)  # N, 2704
+        x = self.dropout(F.relu(self.bn3(self.fc1(x))))  # N, 400
+        x = self.dropout(F.relu(self.bn4(self.fc2(x))))  # N, 120
+        x = self.dropout(F.relu(self.bn5(self.fc3(x))))  # N, 84
+        return self.head(x)  # N, classes
+
+
+def lenet_sequential(spec: ModelSpec) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(spec.in_channels, 6, kernel_size=5), _norm2d(spec, 6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, kernel_size=5), _norm2d(spec, 16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+    ]
+    n_in = lenet_flat_features(spec)
+    for n_out in LENET_FC:
+        layers += [nn.Linear(n_in, n_out), _norm1d(spec, n_out), nn.ReLU(), nn.Dropout(spec.dropout)]
+        n_in = n_out
+    layers.append(nn.Linear(n_in, spec.num_classes))
+    return nn.Sequential(*layers)
+
+
+# --- ResNet-50 ---------------------------------------------------------------------------------
+
+
+class Bottleneck(nn.Module):
+    """1×1 reduce → 3×3 → 1×1 expand (×4), added to the shortcut, then ReLU.
+
+    As in the tutorial (and the original ResNet), the stride sits on the first 1×1 conv, and the
+    convs carry biases. ``project`` gives the shortcut its own 1×1 conv + BN (the "convolutional
+    block"); without it the shortcut is the identity (the "identity block").
+    """
+
+    def __init__(self, spec: ModelSpec, in_ch: int, width: int, stride: int = 1, project: bool = False) -> None:
+        super().__init__()
+        out_ch = width * RESNET_EXPANSION
+        self.conv1 = nn.Conv2d(in_ch, width, 1, stride=stride)
+        self.bn1 = _norm2d(spec, width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.bn2 = _norm2d(spec, width)
+        self.conv3 = nn.Conv2d(width, out_ch, 1)
+        self.bn3 = _norm2d(spec, out_ch)
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride), _norm2d(spec, out_ch))
+            if project
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))  # N, width, H/s, W/s
+        y = F.relu(self.bn2(self.conv2(y)))  # N, width, H/s, W/s
+        y = self.bn3(self.conv3(y))  # N, 4·width, H/s, W/s
+        return F.relu(y + self.shortcut(x))
+
+
+def resnet_stages(spec: ModelSpec) -> list[list[Bottleneck]]:
+    """The four stages: one projection block (stride 1 in the first stage, 2 after) then identity blocks."""
+    stages, in_ch = [], 64
+    for i, (width, n_blocks) in enumerate(zip(RESNET50_WIDTHS, RESNET50_BLOCKS)):
+        blocks = [Bottleneck(spec, in_ch, width, stride=1 if i == 0 else 2, project=True)]
+        in_ch = width * RESNET_EXPANSION
+        blocks += [Bottleneck(spec, in_ch, width) for _ in range(n_blocks - 1)]
+        stages.append(blocks)
+    return stages
+
+
+def _resnet_stem(spec: ModelSpec) -> list[nn.Module]:
+    return [
+        nn.ZeroPad2d(3),
+        nn.Conv2d(spec.in_channels, 64, 7, stride=2),
+        _norm2d(spec, 64),
+        nn.ReLU(),
+        nn.MaxPool2d(3, stride=2),
+    ]
+
+
+def _resnet_head(spec: ModelSpec) -> list[nn.Module]:
+    # Global average pooling rather than the tutorial's fixed 2×2 average pool + flatten: the
+    # classifier then fits any input size, with 36,864 fewer weights (see README).
+    return [
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(spec.dropout),
+        nn.Linear(RESNET50_WIDTHS[-1] * RESNET_EXPANSION, spec.num_classes),
+    ]
+
+
+class ResNet50(nn.Module):
+    """The tutorial's ResNet-50: stem, four bottleneck stages (3, 4, 6, 3 blocks), pooled head."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(*_resnet_stem(spec))
+        self.stages = nn.Sequential(*(nn.Sequential(*blocks) for blocks in resnet_stages(spec)))
+        self.head = nn.Sequential(*_resnet_head(spec))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # N, 64, 15, 15 for a 64×64 input
+        return self.stages(x)  # N, 2048, 2, 2
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)  # N, classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def resnet_sequential(spec: ModelSpec) -> nn.Sequential:
+    blocks = [block for stage in resnet_stages(spec) for block in stage]
+    return nn.Sequential(*_resnet_stem(spec), *blocks, *_resnet_head(spec))
+
+
+# --- building, init, copying -------------------------------------------------------------------
+
+_BUILDERS = {
+    ("mlp", "module"): MLP,
+    ("mlp", "sequential"): mlp_sequential,
+    ("lenet", "module"): LeNet5,
+    ("lenet", "sequential"): lenet_sequential,
+    ("resnet50", "module"): ResNet50,
+    ("resnet50", "sequential"): resnet_sequential,
+}
+
+
+def build_model(spec: ModelSpec, style: Style = "module", init: bool = True) -> nn.Module:
+    """Build the net ``spec`` describes in the given construction style, Kaiming-initialised."""
+    try:
+        builder = _BUILDERS[(spec.arch, style)]
+    except KeyError:
+        raise SpecError(f"style must be 'module' or 'sequential'; got {style!r}") from None
+    model = builder(spec)
+    if init:
+        init_kaiming(model)
+    return model
+
+
+def init_kaiming(model: nn.Module) -> nn.Module:
+    """Kaiming-normal weights and zero biases for every conv and linear layer.
+
+    The tutorial loops over ``model.parameters()`` and tests ``isinstance(p, nn.Linear)``, which is
+    never true for a tensor, so its init silently does nothing; iterating *modules* finds them.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (elements), optionally only those with ``requires_grad``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def copy_weights(src: nn.Module, dst: nn.Module) -> nn.Module:
+    """Copy every parameter and buffer of ``src`` into ``dst`` in registration order.
+
+    Works across construction styles because both register tensors in forward order; shapes are
+    checked pair by pair so two different nets are refused, not silently mixed.
+    """
+    src_state, dst_state = src.state_dict(), dst.state_dict()
+    if len(src_state) != len(dst_state):
+        raise ValueError(f"the nets differ: {len(src_state)} tensors vs {len(dst_state)}")
+    new_state = {}
+    for (sk, sv), (dk, dv) in zip(src_state.items(), dst_state.items()):
+        if sv.shape != dv.shape:
+            raise ValueError(f"the nets differ at {sk} {tuple(sv.shape)} vs {dk} {tuple(dv.shape)}")
+        new_state[dk] = sv.detach().clone()
+    dst.load_state_dict(new_state)
+    return dst
