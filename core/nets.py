@@ -226,19 +226,22 @@ _BUILDERS = {
 }
 
 
-def build_model(spec: ModelSpec, style: Style = "module", init: bool = True) -> nn.Module:
-    """Build the net ``spec`` describes in the given construction style, Kaiming-initialised."""
+def build_model(spec: ModelSpec, style: Style = "module", seed: int | None = None) -> nn.Module:
+    """Build the net ``spec`` describes in the given construction style, Kaiming-initialised.
+
+    With ``seed`` the initial weights come from a private generator: the same seed gives the same
+    net whatever else the process does with the global random state.
+    """
     try:
         builder = _BUILDERS[(spec.arch, style)]
     except KeyError:
         raise SpecError(f"style must be 'module' or 'sequential'; got {style!r}") from None
     model = builder(spec)
-    if init:
-        init_kaiming(model)
-    return model
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return init_kaiming(model, generator)
 
 
-def init_kaiming(model: nn.Module) -> nn.Module:
+def init_kaiming(model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
     """Kaiming-normal weights and zero biases for every conv and linear layer.
 
     The tutorial loops over ``model.parameters()`` and tests ``isinstance(p, nn.Linear)``, which is
@@ -246,7 +249,7 @@ def init_kaiming(model: nn.Module) -> nn.Module:
     """
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu", generator=generator)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return model

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 # ITU-R 601 luma, the weights the tutorial uses for its grayscale LeNet input.
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-def images_to_tensor(images: np.ndarray | torch.Tensor, channels: int = 3) -> torch.Tensor:
+def images_to_tensor(images: np.ndarray | torch.Tensor, channels: int = 3, size: int | None = None) -> torch.Tensor:
     """Convert N×H×W×3 uint8 images to an N×C×H×W float tensor in [0, 1].
 
     The axes are moved with ``permute``: the tutorial's ``reshape(N, 3, 64, 64)`` keeps the memory
     order and so scrambles the colour planes of an RGB batch. ``channels=1`` gives grayscale with
-    the tutorial's 0.299/0.587/0.114 weights. Works on any device the input lives on.
+    the tutorial's 0.299/0.587/0.114 weights. ``size`` resizes (antialiased) for a net whose input
+    size differs from the images'. Works on any device the input lives on.
     """
     x = torch.as_tensor(images)
     if x.ndim != 4 or x.shape[-1] != 3:
@@ -24,9 +26,7 @@ def images_to_tensor(images: np.ndarray | torch.Tensor, channels: int = 3) -> to
     if channels == 1:
         w = torch.tensor(GRAY_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         x = (x * w).sum(dim=1, keepdim=True)  # N,1,H,W
+    if size is not None and (x.shape[-2], x.shape[-1]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x.contiguous()
 
-
-def flatten_images(x: torch.Tensor) -> torch.Tensor:
-    """N×C×H×W → N×(C·H·W), the MLP's input (the tutorial's ``reshape(N, -1)``)."""
-    return x.reshape(x.shape[0], -1)

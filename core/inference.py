@@ -1,0 +1,97 @@
+"""Using a trained net: class probabilities for a photo, and a report on a whole test split."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from core.checkpoint import Checkpoint
+from core.data import Dataset
+from core.preprocess import preprocess_image
+from core.tensors import images_to_tensor
+from core.trainer import evaluate
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    seen: np.ndarray  # size×size×3 uint8: the photo as the net sees it (before gray conversion)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+
+
+@torch.no_grad()
+def predict_image(ckpt: Checkpoint, source: bytes | str | os.PathLike | BinaryIO, name: str | None = None) -> Prediction:
+    """Class probabilities (softmax) for one image, prepared exactly as in training.
+
+    Raises :class:`core.preprocess.ImageError` for a file that is not a usable image.
+    """
+    x, seen = preprocess_image(source, size=ckpt.spec.input_size, channels=ckpt.spec.in_channels, name=name)
+    model = ckpt.model.eval()
+    device = next(model.parameters()).device
+    probs = torch.softmax(model(x.to(device)).float(), dim=1)[0].cpu()
+    best = int(probs.argmax())
+    return Prediction(
+        label=ckpt.classes[best],
+        confidence=float(probs[best]),
+        probabilities={c: float(p) for c, p in zip(ckpt.classes, probs)},
+        seen=seen,
+    )
+
+
+@dataclass(frozen=True)
+class Misclassified:
+    index: int
+    true_label: str
+    predicted: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class TestReport:
+    accuracy: float
+    loss: float
+    confusion: np.ndarray  # rows: true class, columns: predicted class
+    misclassified: list[Misclassified]
+    classes: tuple[str, ...]
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts of (true, predicted) pairs as an n×n integer matrix."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return m
+
+
+def evaluate_checkpoint(ckpt: Checkpoint, dataset: Dataset) -> TestReport:
+    """Accuracy, confusion matrix and the misclassified images of ``ckpt`` on ``dataset``'s test split.
+
+    The images go through the same tensor conversion as in training; the classes must match.
+    """
+    if tuple(ckpt.classes) != tuple(dataset.classes):
+        raise ValueError(
+            f"the checkpoint's classes {list(ckpt.classes)} are not {dataset.title}'s {list(dataset.classes)}"
+        )
+    device = next(ckpt.model.parameters()).device
+    x = images_to_tensor(torch.from_numpy(np.ascontiguousarray(dataset.x_test)), ckpt.spec.in_channels, ckpt.spec.input_size)
+    y = torch.from_numpy(np.asarray(dataset.y_test))
+    result = evaluate(ckpt.model, x.to(device), y.to(device))
+    pred = result.predictions.numpy()
+    wrong = np.flatnonzero(pred != dataset.y_test)
+    return TestReport(
+        accuracy=result.accuracy,
+        loss=result.loss,
+        confusion=confusion_matrix(dataset.y_test, pred, len(ckpt.classes)),
+        misclassified=[
+            Misclassified(int(i), ckpt.classes[int(dataset.y_test[i])], ckpt.classes[int(pred[i])],
+                          float(result.probabilities[i, pred[i]]))
+            for i in wrong
+        ],
+        classes=tuple(ckpt.classes),
+    )
