@@ -299,8 +299,9 @@ class Trainer:
 
     def _to_device(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         # Moved once, then indexed there: no DataLoader, no per-sample collation.
-        x = images_to_tensor(torch.from_numpy(x).to(self.device), self.spec.in_channels, self.spec.input_size)
-        return x, torch.from_numpy(y).to(self.device)
+        # torch.tensor copies, so read-only (cached, shared) arrays are never written through.
+        x = images_to_tensor(torch.tensor(x, device=self.device), self.spec.in_channels, self.spec.input_size)
+        return x, torch.tensor(y, device=self.device)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[StepEvent | EpochEvent]:
         """Train until the configured epochs are done or ``should_stop()`` says so between steps.

@@ -1,0 +1,388 @@
+"""A generated "finger-count" hand-sign set: the built-in default dataset.
+
+A fresh machine has no copy of the tutorial's SIGNS files, so the app ships this stand-in with the
+same schema and classes: ``N×64×64×3`` uint8 RGB images of one hand, labelled 0–5 by the number of
+raised fingers. Each hand is a palm, a forearm and five capsules (thumb and four fingers); a raised
+digit is a long capsule, a folded one a short knuckle lying over the palm. Pose, scale, skin tone,
+background, lighting and noise all vary, so a net has to learn to count fingers rather than match
+a template.
+
+Rendering is vectorised over the whole batch with signed distance fields: every part's distance
+is evaluated on the pixel grid and turned into coverage with a one-pixel ramp, which antialiases
+the edges analytically without a supersampled grid. Everything is drawn from one seeded
+``numpy`` generator, so a seed always gives byte-identical arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SYNTHETIC_CLASSES: list[str] = ["0", "1", "2", "3", "4", "5"]
+
+# Raised digits (thumb, index, middle, ring, pinky) for each count. Several poses per count keep a
+# net from keying on one silhouette; every pose raises exactly ``label`` digits.
+_POSES: tuple[tuple[tuple[int, ...], ...], ...] = (
+    ((0, 0, 0, 0, 0),),
+    ((0, 1, 0, 0, 0),),
+    ((0, 1, 1, 0, 0), (1, 1, 0, 0, 0)),
+    ((0, 1, 1, 1, 0), (1, 1, 1, 0, 0)),
+    ((0, 1, 1, 1, 1), (1, 1, 1, 1, 0)),
+    ((1, 1, 1, 1, 1),),
+)
+
+# Hand geometry in "hand units" (about half a palm width), palm centre at the origin, fingers
+# pointing to +y. Index first, so the thumb sits on the -x side before mirroring.
+_PALM_HALF = (0.42, 0.44)
+_PALM_CORNER = 0.16
+_FINGER_X = (-0.31, -0.10, 0.11, 0.31)
+_FINGER_LEN = (0.80, 0.90, 0.82, 0.64)
+_FINGER_R = (0.095, 0.100, 0.095, 0.085)
+_FINGER_SPLAY_DEG = (-9.0, -3.0, 3.0, 10.0)
+_RAISED_BASE_Y = 0.30
+# A folded finger is drawn from the middle of the palm up to just past its top edge: the part on the
+# palm reads as the curled finger, the few pixels above it as a knuckle, far short of a raised one.
+_FOLDED_Y = (-0.04, 0.40)
+_THUMB_BASE = (-0.34, -0.16)
+_THUMB_R = 0.11
+_FOREARM_R = 0.30
+# Pose ranges: tilt either way, hand unit as a fraction of the image, and how much of the free room
+# around the hand its position may wander over (1 = anywhere it fits).
+_MAX_TILT_DEG = 25.0
+_SCALE_RANGE = (0.28, 0.42)
+_PLACE_JITTER = 1.0
+_MIRROR_P = 0.5
+
+# Skin tones from light to dark (RGB in [0, 1]); a tone is a random point along this ramp.
+_SKIN_RAMP = np.array(
+    [
+        [0.96, 0.84, 0.75],
+        [0.92, 0.74, 0.62],
+        [0.84, 0.62, 0.48],
+        [0.72, 0.50, 0.35],
+        [0.55, 0.36, 0.24],
+        [0.38, 0.24, 0.16],
+    ],
+    dtype=np.float32,
+)
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_BLOTCH_CELLS = 6
+
+# Rendering works through the batch in chunks so the per-pixel temporaries stay cache-sized.
+_CHUNK = 64
+
+
+def generate_finger_set(
+    n_train: int = 1200, n_test: int = 120, seed: int = 0, size: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Generate a finger-count hand-sign set in the SIGNS schema.
+
+    Returns ``x_train`` (``n_train×size×size×3`` uint8 RGB), ``y_train`` (int64 in 0..5),
+    ``x_test`` and ``y_test``. Classes are balanced (counts differ by at most one). The two splits
+    come from independent child streams of ``seed``, so they are disjoint draws and the train
+    split does not change when ``n_test`` does.
+    """
+    if n_train < 0 or n_test < 0:
+        raise ValueError(f"split sizes must be non-negative, got {n_train} and {n_test}")
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}")
+    train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
+    x_train, y_train = _generate_split(np.random.default_rng(train_seq), n_train, size)
+    x_test, y_test = _generate_split(np.random.default_rng(test_seq), n_test, size)
+    return x_train, y_train, x_test, y_test
+
+
+def _generate_split(rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n`` balanced labels and render one image for each."""
+    labels = rng.permutation(np.arange(n) % len(SYNTHETIC_CLASSES)).astype(np.int64)
+    # All scene parameters are drawn up front, so the chunking below never changes the images.
+    hands = _sample_hands(rng, labels, size)
+    walls = _sample_walls(rng, n, hands["skin_luma"])
+    shadows = _sample_shadows(rng, n, size)
+    cameras = _sample_cameras(rng, n)
+    noise_seeds = rng.integers(0, 2**63, n // _CHUNK + 1)
+
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i, start in enumerate(range(0, n, _CHUNK)):
+        part = slice(start, min(start + _CHUNK, n))
+        hand = {key: value[part] for key, value in hands.items()}
+        cover, shade, union = _render_hand(hand, size)
+        # Composite channels-first: broadcasting a mask over a trailing axis of length 3 is several
+        # times slower in numpy than over whole image rows.
+        rgb = _paint_wall({key: value[part] for key, value in walls.items()}, size)
+        rgb *= 1.0 - _cast_shadow(union, {key: value[part] for key, value in shadows.items()})[:, None]
+        skin = hand["skin"][:, :, None, None] * shade[:, None]
+        skin -= rgb
+        skin *= cover[:, None]
+        rgb += skin
+        camera = {key: value[part] for key, value in cameras.items()}
+        images[part] = _expose(rgb, camera, np.random.default_rng(noise_seeds[i])).transpose(0, 2, 3, 1)
+    return images, labels
+
+
+def _rotate(x: np.ndarray, y: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate points counter-clockwise by ``angle`` radians (broadcasting over the batch)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return c * x - s * y, s * x + c * y
+
+
+def _sample_hands(rng: np.random.Generator, labels: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """Sample pose, shape and skin for each label; return everything in pixel coordinates.
+
+    Parts are described as capsules ``(ax, ay, bx, by, r)`` in order forearm, thumb, index,
+    middle, ring, pinky, plus a rotated rounded box for the palm.
+    """
+    n = len(labels)
+    pose_choice = rng.random(n)
+    raised = np.array(
+        [_POSES[lab][int(p * len(_POSES[lab]))] for lab, p in zip(labels, pose_choice)], dtype=bool
+    ).reshape(n, 5)
+
+    # Per-hand proportions, so hands differ in more than scale.
+    width = rng.uniform(0.9, 1.12, n)
+    finger_len = rng.uniform(0.88, 1.12, n)
+    splay = rng.uniform(0.6, 1.9, n)
+
+    ax, ay, bx, by, r = (np.zeros((n, 6)) for _ in range(5))
+    # Forearm: leaves the palm downwards with a little wrist bend, and runs off the image.
+    wrist = np.deg2rad(rng.uniform(-15, 15, n))
+    ay[:, 0] = -0.3
+    bx[:, 0], by[:, 0] = _rotate(0.0, -4.0, wrist)
+    r[:, 0] = _FOREARM_R * width * rng.uniform(0.9, 1.1, n)
+
+    # Thumb: out to the side and up when raised, across the palm when folded.
+    thumb_up = np.deg2rad(rng.uniform(35, 65, n))
+    thumb_len = rng.uniform(0.62, 0.76, n) * finger_len
+    ax[:, 1], ay[:, 1] = _THUMB_BASE[0] * width, _THUMB_BASE[1]
+    bx[:, 1] = np.where(raised[:, 0], ax[:, 1] - np.sin(thumb_up) * thumb_len, 0.05)
+    by[:, 1] = np.where(raised[:, 0], ay[:, 1] + np.cos(thumb_up) * thumb_len, rng.uniform(-0.02, 0.1, n))
+    r[:, 1] = _THUMB_R * rng.uniform(0.9, 1.1, n)
+
+    for j in range(4):
+        k = j + 2
+        base_x = _FINGER_X[j] * width
+        angle = np.deg2rad(_FINGER_SPLAY_DEG[j] * splay + rng.uniform(-2.5, 2.5, n))
+        length = _FINGER_LEN[j] * finger_len
+        tip_dx, tip_dy = np.sin(angle) * length, np.cos(angle) * length
+        ax[:, k] = base_x
+        ay[:, k] = np.where(raised[:, k - 1], _RAISED_BASE_Y, _FOLDED_Y[0])
+        bx[:, k] = np.where(raised[:, k - 1], base_x + tip_dx, base_x)
+        by[:, k] = np.where(raised[:, k - 1], _RAISED_BASE_Y + tip_dy, _FOLDED_Y[1])
+        r[:, k] = _FINGER_R[j] * rng.uniform(0.9, 1.1, n)
+
+    # Left and right hands: mirror the whole hand about its long axis.
+    mirror = np.where(rng.random(n) < _MIRROR_P, -1.0, 1.0)[:, None]
+    ax, bx = ax * mirror, bx * mirror
+    angle = np.deg2rad(rng.uniform(-_MAX_TILT_DEG, _MAX_TILT_DEG, n))[:, None]
+    ax, ay = _rotate(ax, ay, angle)
+    bx, by = _rotate(bx, by, angle)
+
+    # Fit the visible hand (not the forearm, which is meant to leave the frame) inside a margin,
+    # so no raised finger is ever cut off and miscounted.
+    half_w, half_h = _PALM_HALF[0] * width, _PALM_HALF[1]
+    corner_x, corner_y = _rotate(
+        np.array([-1, 1, 1, -1])[None] * half_w[:, None] * mirror,
+        np.array([-1, -1, 1, 1])[None] * half_h,
+        angle,
+    )
+    xs = np.concatenate([corner_x, bx[:, 1:] - r[:, 1:], bx[:, 1:] + r[:, 1:]], axis=1)
+    ys = np.concatenate([corner_y, by[:, 1:] - r[:, 1:], by[:, 1:] + r[:, 1:]], axis=1)
+    lo_x, hi_x, lo_y, hi_y = xs.min(1), xs.max(1), ys.min(1), ys.max(1)
+    margin = 0.04 * size
+    room = size - 2 * margin
+    scale = rng.uniform(*_SCALE_RANGE, n) * size
+    scale = np.minimum(scale, room / np.maximum(hi_x - lo_x, hi_y - lo_y))
+    # Image rows grow downwards, hand y grows upwards: flip y when mapping to pixels.
+    # Place the hand's bounding box with its centre near the middle of the free room.
+    place_x = 0.5 + _PLACE_JITTER * rng.uniform(-0.5, 0.5, n)
+    place_y = 0.5 + _PLACE_JITTER * rng.uniform(-0.5, 0.5, n)
+    cx = margin - lo_x * scale + place_x * (room - (hi_x - lo_x) * scale)
+    cy = margin + hi_y * scale + place_y * (room - (hi_y - lo_y) * scale)
+
+    s, cx, cy = scale[:, None], cx[:, None], cy[:, None]
+    tone = _skin_tone(rng, n)
+    return {
+        "seg": np.stack([cx + ax * s, cy - ay * s, cx + bx * s, cy - by * s, r * s], axis=-1),
+        "palm": np.stack(
+            [cx[:, 0], cy[:, 0], angle[:, 0], half_w * scale, half_h * scale, _PALM_CORNER * scale],
+            axis=-1,
+        ),
+        "skin": tone,
+        "skin_luma": tone @ _LUMA,
+    }
+
+
+def _skin_tone(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random realistic skin colours: a point on the light-to-dark ramp plus a small tint."""
+    t = rng.random(n) * (len(_SKIN_RAMP) - 1)
+    i = np.minimum(t.astype(int), len(_SKIN_RAMP) - 2)
+    f = (t - i)[:, None].astype(np.float32)
+    tone = _SKIN_RAMP[i] * (1 - f) + _SKIN_RAMP[i + 1] * f
+    tone *= rng.uniform(0.95, 1.05, (n, 1)) * rng.uniform(0.97, 1.03, (n, 3))
+    return np.clip(tone, 0.0, 1.0).astype(np.float32)
+
+
+def _sample_walls(rng: np.random.Generator, n: int, skin_luma: np.ndarray) -> dict[str, np.ndarray]:
+    """Walls behind the hand: flat or two-colour gradients, with or without blotchy texture.
+
+    Mostly light like the SIGNS photos, sometimes mid or dark; the brightness is pushed away from
+    the skin's so the hand never vanishes into the wall in grayscale.
+    """
+    luma = np.where(rng.random(n) < 0.7, rng.uniform(0.62, 0.95, n), rng.uniform(0.12, 0.95, n))
+    gap = 0.16
+    above, below = skin_luma + gap, skin_luma - gap
+    pushed = np.where((luma >= skin_luma) & (above <= 0.98) | (below < 0.08), above, below)
+    luma = np.where(np.abs(luma - skin_luma) < gap, pushed, luma)
+
+    ends = luma[:, None, None] * (1.0 + rng.uniform(-0.07, 0.07, (n, 2, 3)))  # 2 colours × RGB
+    ends[:, 1] *= np.where(rng.random(n) < 0.5, 1.0, rng.uniform(0.75, 1.15, n))[:, None]
+    return {
+        "ends": ends.astype(np.float32),
+        "direction": rng.uniform(0, 2 * np.pi, n).astype(np.float32),
+        "blotch": np.where(rng.random(n) < 0.5, rng.uniform(0.02, 0.09, n), 0.0).astype(np.float32),
+        "blotch_grid": rng.uniform(-1.0, 1.0, (n, _BLOTCH_CELLS, _BLOTCH_CELLS)).astype(np.float32),
+    }
+
+
+def _paint_wall(walls: dict[str, np.ndarray], size: int) -> np.ndarray:
+    """Render a chunk of walls as ``n×3×size×size`` float RGB."""
+    coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    cos = np.cos(walls["direction"])[:, None, None]
+    sin = np.sin(walls["direction"])[:, None, None]
+    t = np.clip(cos * coords[None, None, :] + sin * coords[None, :, None] + 0.5, 0.0, 1.0)
+    # Blotches: the coarse random grid smoothly upsampled, for plaster- and fabric-like walls.
+    texture = 1.0 + walls["blotch"][:, None, None] * _upsample(walls["blotch_grid"], size)
+    near, far = walls["ends"][:, 0, :, None, None], walls["ends"][:, 1, :, None, None]
+    wall = (t * texture)[:, None] * (far - near)
+    wall += near * texture[:, None]
+    return wall
+
+
+def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
+    """Bilinearly upsample a batch of small square grids to ``size×size``."""
+    cells = grid.shape[-1]
+    pos = np.clip((np.arange(size) + 0.5) * cells / size - 0.5, 0, cells - 1)
+    lo = np.minimum(pos.astype(int), cells - 2)
+    frac = (pos - lo).astype(np.float32)
+    up = np.zeros((size, cells), dtype=np.float32)  # row i mixes grid cells lo and lo + 1
+    up[np.arange(size), lo] = 1 - frac
+    up[np.arange(size), lo + 1] += frac
+    return np.einsum("ij,njk,lk->nil", up, grid, up, optimize=True)
+
+
+def _sample_shadows(rng: np.random.Generator, n: int, size: int) -> dict[str, np.ndarray]:
+    """Offset, softness and depth of the soft shadow each hand casts on the wall."""
+    angle = rng.uniform(0, 2 * np.pi, n)
+    dist = rng.uniform(0.02, 0.08, n) * size
+    return {
+        "dx": np.rint(np.cos(angle) * dist).astype(int),
+        "dy": np.rint(np.sin(angle) * dist).astype(int),
+        "soft": (rng.uniform(0.05, 0.1, n) * size).astype(np.float32),
+        "depth": np.where(rng.random(n) < 0.7, rng.uniform(0.08, 0.3, n), 0.0).astype(np.float32),
+    }
+
+
+def _sample_cameras(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Exposure, contrast, lighting gradient and noise level for each photo."""
+    draws = {
+        "gain": rng.uniform(0.8, 1.12, n),
+        "grad_x": rng.uniform(-0.35, 0.35, n),
+        "grad_y": rng.uniform(-0.35, 0.35, n),
+        "contrast": rng.uniform(0.8, 1.15, n),
+        "noise": rng.uniform(0.004, 0.03, n),
+    }
+    return {key: value.astype(np.float32) for key, value in draws.items()}
+
+
+def _capsule_sdf(
+    px: np.ndarray, py: np.ndarray, seg: np.ndarray
+) -> np.ndarray:
+    """Signed distance (pixels) from each pixel to a batch of capsules ``(ax, ay, bx, by, r)``."""
+    ax, ay, bx, by, r = (seg[:, i, None, None].astype(np.float32) for i in range(5))
+    dx, dy = px - ax, py - ay
+    ex, ey = bx - ax, by - ay
+    h = np.clip((dx * ex + dy * ey) / np.maximum(ex * ex + ey * ey, 1e-6), 0.0, 1.0)
+    dx = dx - ex * h
+    dy = dy - ey * h
+    return np.sqrt(dx * dx + dy * dy) - r
+
+
+def _box_sdf(px: np.ndarray, py: np.ndarray, palm: np.ndarray) -> np.ndarray:
+    """Signed distance (pixels) to a batch of rotated rounded boxes ``(cx, cy, angle, hw, hh, r)``."""
+    cx, cy, angle, hw, hh, rad = (palm[:, i, None, None].astype(np.float32) for i in range(6))
+    # Undo the hand's rotation; pixel y points down, hence the sign on the sine.
+    c, s = np.cos(angle), np.sin(angle)
+    x, y = px - cx, cy - py
+    qx = np.abs(c * x + s * y) - hw + rad
+    qy = np.abs(c * y - s * x) - hh + rad
+    outside = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2)
+    return outside + np.minimum(np.maximum(qx, qy), 0) - rad
+
+
+def _render_hand(hands: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rasterise a chunk of hands.
+
+    Returns coverage (0..1), shade (skin brightness factor) and the union distance field (for the
+    shadow), each ``n×size×size``. Parts are layered forearm, palm, then digits, and each is
+    darkened towards its own rim, so a finger lying over the palm still shows its outline.
+    """
+    grid = np.arange(size, dtype=np.float32) + 0.5
+    px, py = grid[None, None, :], grid[None, :, None]
+    seg = hands["seg"]
+    n = len(seg)
+    cover = np.zeros((n, size, size), dtype=np.float32)
+    shade = np.ones((n, size, size), dtype=np.float32)
+    union = np.full((n, size, size), np.inf, dtype=np.float32)
+
+    def paint(dist: np.ndarray, rim: np.ndarray, floor: float) -> None:
+        # A one-pixel ramp across the edge is an analytic antialias; the rim falloff fakes the
+        # rounded shading of a limb (a half-cylinder profile).
+        alpha = np.clip(0.5 - dist, 0.0, 1.0)
+        depth = np.clip(-dist / rim, 0.0, 1.0)
+        tone = floor + (1.0 - floor) * np.sqrt(depth * (2.0 - depth))
+        shade[:] += alpha * (tone - shade)
+        cover[:] += alpha * (1.0 - cover)
+        np.minimum(union, dist, out=union)
+
+    rim = seg[:, :, 4, None, None].astype(np.float32)
+    paint(_capsule_sdf(px, py, seg[:, 0]), rim[:, 0], 0.7)
+    palm = hands["palm"]
+    paint(_box_sdf(px, py, palm), 1.5 * palm[:, 5, None, None].astype(np.float32), 0.75)
+    for k in range(1, 6):
+        paint(_capsule_sdf(px, py, seg[:, k]), rim[:, k], 0.62)
+    return cover, shade, union
+
+
+def _cast_shadow(union: np.ndarray, shadow: dict[str, np.ndarray]) -> np.ndarray:
+    """Darkening of the wall: the hand's silhouette, shifted and blurred by a soft edge."""
+    n, size, _ = union.shape
+    grid = np.arange(size)
+    rows = np.clip(grid[None, :] - shadow["dy"][:, None], 0, size - 1)
+    cols = np.clip(grid[None, :] - shadow["dx"][:, None], 0, size - 1)
+    shifted = union[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    soft = shadow["soft"][:, None, None].astype(np.float32)
+    return shadow["depth"][:, None, None].astype(np.float32) * np.clip(0.5 - shifted / soft, 0.0, 1.0)
+
+
+def _expose(rgb: np.ndarray, camera: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Camera effects over a composed ``n×3×H×W`` chunk, quantised to uint8 (same layout).
+
+    A linear brightness gradient stands in for uneven lighting, a contrast change for exposure,
+    and additive noise for the sensor (uniform rather than Gaussian: several times cheaper to draw
+    and indistinguishable at these amplitudes). The whole chain is folded into one multiply and
+    one add per pixel before the noise, which is what keeps this step cheap.
+    """
+    size = rgb.shape[-1]
+    coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    gx, gy = camera["grad_x"][:, None, None], camera["grad_y"][:, None, None]
+    light = 1.0 + gx * coords[None, None, :] + gy * coords[None, :, None]
+    contrast = camera["contrast"][:, None, None, None]
+    # Noise is drawn in [0, 1) and centred through the offset; +0.5 turns the final truncation
+    # into rounding.
+    noise_span = camera["noise"][:, None, None, None] * np.float32(255.0 * 12**0.5)
+    offset = 255.0 * 0.5 * (1.0 - contrast) - 0.5 * noise_span + 0.5
+    rgb *= (255.0 * camera["gain"][:, None, None] * light)[:, None] * contrast
+    rgb += offset
+    noise = rng.random(rgb.shape, dtype=np.float32)
+    noise *= noise_span
+    rgb += noise
+    np.clip(rgb, 0.0, 255.99, out=rgb)
+    return rgb.astype(np.uint8)

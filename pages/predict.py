@@ -1,0 +1,162 @@
+"""Predict: a checkpoint, a photo or the webcam, and what the net makes of it."""
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.checkpoint import Checkpoint, CheckpointError, checkpoint_dir, list_checkpoints, load_checkpoint
+from core.data import DATASETS
+from core.inference import evaluate_checkpoint, predict_image
+from core.preprocess import ImageError
+from core.spec import default_spec
+from core.tensors import GRAY_WEIGHTS
+from core.trainer import EpochEvent, Trainer, recipe
+from streamlit_app import best_hand_dataset, data_dir, datasets_here, get_checkpoint, get_dataset, page_setup, show_error
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
+
+page_setup("Predict")
+
+
+@st.cache_resource(show_spinner="Checking the uploaded checkpoint…", max_entries=4)
+def uploaded_checkpoint(digest: str, name: str, _data: bytes) -> Checkpoint:
+    """An uploaded checkpoint, loaded safely once per distinct content (``digest``)."""
+    return load_checkpoint(_data, name=name)
+
+
+def train_default() -> Path:
+    """One click: the default LeNet recipe on the best hand data here, saved as a checkpoint."""
+    key = best_hand_dataset(data_dir())
+    ds = get_dataset(key, data_dir())
+    trainer = Trainer(default_spec("lenet", ds.num_classes), ds, recipe("lenet"))
+    bar = st.progress(0.0, text="Training the default LeNet…")
+    for event in trainer.run():
+        if isinstance(event, EpochEvent):
+            bar.progress(event.epoch / trainer.config.epochs,
+                         text=f"Epoch {event.epoch}/{trainer.config.epochs} · test accuracy {event.test_acc:.1%}")
+    return trainer.save(checkpoint_dir() / f"lenet-{key}-default.pt")
+
+
+def as_seen(image: np.ndarray, channels: int) -> np.ndarray:
+    """The prepared image as the net receives it: gray when the net is gray."""
+    if channels == 3:
+        return image
+    return (image.astype(np.float32) @ np.array(GRAY_WEIGHTS, dtype=np.float32)).clip(0, 255).astype(np.uint8)
+
+
+st.title("Predict a hand sign")
+
+# --- the checkpoint ----------------------------------------------------------------------------
+saved = list_checkpoints()
+source = st.radio("Checkpoint", ["Saved runs", "Upload a checkpoint"], horizontal=True, key="p_source",
+                  label_visibility="collapsed")
+ckpt: Checkpoint | None = None
+if source == "Saved runs":
+    if not saved:
+        best = DATASETS[best_hand_dataset(data_dir())].title
+        st.info(f"No saved checkpoint yet. Train one on the Train page — or train the default LeNet-5 on {best} "
+                "right here (about 20 seconds on a laptop CPU).", icon=":material/info:")
+        if st.button("Train the default LeNet now", type="primary", icon=":material/bolt:"):
+            path = train_default()
+            st.session_state["p_checkpoint"] = path.name
+            st.rerun()
+        st.stop()
+    names = [p.name for p in saved]
+    if st.session_state.get("p_checkpoint") not in names:
+        st.session_state["p_checkpoint"] = names[0]
+    name = st.selectbox("Saved checkpoint", names, key="p_checkpoint", help=f"Files in {checkpoint_dir()}")
+    path = checkpoint_dir() / name
+    try:
+        ckpt = get_checkpoint(str(path), path.stat().st_mtime)
+    except (CheckpointError, OSError) as e:
+        show_error(f"This checkpoint can't be used: {e}")
+        st.stop()
+else:
+    upload = st.file_uploader("A checkpoint saved by TorchLab (.pt)", type=["pt", "pth", "ckpt"], key="p_ckpt_upload",
+                              help="Loaded with weights_only=True: pickled code is refused, never run.")
+    if upload is None:
+        st.info("Upload a `.pt` checkpoint saved by TorchLab.", icon=":material/upload:")
+        st.stop()
+    data = upload.getvalue()
+    try:
+        ckpt = uploaded_checkpoint(hashlib.sha256(data).hexdigest(), upload.name, data)
+    except CheckpointError as e:
+        show_error(f"Refused: {e}")
+        st.stop()
+
+with st.container(border=True):
+    a, b, c = st.columns([2, 1, 1])
+    a.markdown(f"**{ckpt.spec.describe()}**  \n{ckpt.dataset.get('title', 'unknown data')}"
+               + (" — *synthetic*" if ckpt.dataset.get("synthetic") else ""))
+    acc = ckpt.metrics.get("test_acc")
+    b.metric("Test accuracy when saved", f"{acc:.1%}" if isinstance(acc, float) else "—")
+    c.metric("Classes", len(ckpt.classes), help=", ".join(ckpt.classes))
+
+# --- the input ---------------------------------------------------------------------------------
+tab_upload, tab_camera = st.tabs(["Upload a photo", "Camera"])
+with tab_upload:
+    photo = st.file_uploader("A photo of a hand showing 0–5 fingers", type=IMAGE_TYPES, key="p_photo")
+with tab_camera:
+    snap = st.camera_input("Show 0–5 fingers to the camera", key="p_camera")
+image_file = snap if snap is not None else photo
+
+if image_file is None:
+    st.info("Upload a photo or take one with the camera. Best results: one hand, fingers spread, plain background.",
+            icon=":material/photo_camera:")
+else:
+    try:
+        pred = predict_image(ckpt, image_file.getvalue(), name=image_file.name)
+    except ImageError as e:
+        show_error(str(e))
+    else:
+        left, mid, right = st.columns([1, 1, 2])
+        left.image(image_file.getvalue(), caption="Your photo", width="stretch")
+        mid.image(as_seen(pred.seen, ckpt.spec.in_channels), width="stretch", clamp=True,
+                  caption=f"What the net sees: {ckpt.spec.input_size}×{ckpt.spec.input_size}, "
+                          f"{'gray' if ckpt.spec.in_channels == 1 else 'RGB'}")
+        mid.metric("Prediction", pred.label, f"{pred.confidence:.1%} confident", delta_color="off")
+        labels = list(pred.probabilities)
+        values = [pred.probabilities[k] for k in labels]
+        colors = ["#EE4C2C" if k == pred.label else "#9ab" for k in labels]
+        fig = go.Figure(go.Bar(x=labels, y=values, marker_color=colors, text=[f"{v:.1%}" for v in values],
+                               textposition="outside"))
+        fig.update_layout(title="Probability of each class (softmax)", yaxis=dict(range=[0, 1.1], tickformat=".0%"),
+                          xaxis_title="class", height=340, margin=dict(l=10, r=10, t=40, b=10))
+        right.plotly_chart(fig, width="stretch", key="probs")
+
+# --- the test split ----------------------------------------------------------------------------
+st.subheader("Evaluate on the test split")
+here = [k for k in datasets_here() if tuple(get_dataset(k, data_dir()).classes) == tuple(ckpt.classes)]
+if not here:
+    st.caption("No data set here has this checkpoint's classes.")
+    st.stop()
+saved_key = ckpt.dataset.get("key")
+key = st.selectbox("Test data", here, index=here.index(saved_key) if saved_key in here else 0,
+                   format_func=lambda k: DATASETS[k].title, key="p_eval_data")
+if st.button("Evaluate", icon=":material/fact_check:"):
+    st.session_state["p_report"] = (id(ckpt), key, evaluate_checkpoint(ckpt, get_dataset(key, data_dir())))
+stored = st.session_state.get("p_report")
+if stored and stored[0] == id(ckpt) and stored[1] == key:
+    report = stored[2]
+    ds = get_dataset(key, data_dir())
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Test accuracy", f"{report.accuracy:.1%}")
+    m2.metric("Misclassified", f"{len(report.misclassified)} of {len(ds.y_test)}")
+    m3.metric("Test loss", f"{report.loss:.3f}")
+    heat = go.Figure(go.Heatmap(z=report.confusion, x=list(report.classes), y=list(report.classes), colorscale="Reds",
+                                text=report.confusion, texttemplate="%{text}", showscale=False))
+    heat.update_layout(title="Confusion matrix", xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                       height=380, margin=dict(l=10, r=10, t=40, b=10))
+    c1, c2 = st.columns([1, 1])
+    c1.plotly_chart(heat, width="stretch", key="p_confusion")
+    with c2:
+        st.markdown("**Misclassified images** (true → predicted)")
+        wrong = report.misclassified[:24]
+        cols = st.columns(6)
+        for i, w in enumerate(wrong):
+            cols[i % 6].image(ds.x_test[w.index], caption=f"{w.true_label} → {w.predicted} ({w.confidence:.0%})",
+                              width="stretch")
+        if not wrong:
+            st.success("None — every test image is right.")

@@ -1,0 +1,292 @@
+"""Train: choose the optimizer and regularization, train in the background, watch the curves."""
+import re
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core.checkpoint import CheckpointError, EXPORT_WARNING, checkpoint_dir, export_full_model
+from core.data import DATASETS
+from core.inference import confusion_matrix
+from core.jobs import RUNNING, STOPPING, TrainingJob
+from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, recipe
+from streamlit_app import (
+    MAX_RUNS, current_dataset_key, current_spec, data_dir, datasets_here, device_options, get_dataset, page_setup,
+    runs, show_error,
+)
+
+KEEP_MODELS = 4  # runs whose trained model stays in memory (to save or inspect); older keep curves only
+BATCH_SIZES = [0, 8, 16, 32, 64, 128, 256]
+
+page_setup("Train")
+
+
+def _load_recipe(arch: str) -> None:
+    """Put the default recipe for ``arch`` into the widgets."""
+    cfg = recipe(arch)
+    st.session_state.update({
+        "t_optimizer": cfg.optimizer, "t_lr": cfg.lr, "t_momentum": cfg.momentum, "t_alpha": cfg.alpha,
+        "t_beta1": cfg.betas[0], "t_beta2": cfg.betas[1], "t_wd": cfg.weight_decay, "t_schedule": cfg.schedule,
+        "t_augment": cfg.augment, "t_batch": cfg.batch_size, "t_epochs": cfg.epochs, "t_seed": cfg.seed,
+        "t_recipe_for": arch,
+    })
+
+
+def _start_run(spec, dataset, config: TrainConfig) -> None:
+    trainer = Trainer(spec, dataset, config, st.session_state.get("style", "module"))
+    number = st.session_state.get("run_counter", 0) + 1
+    st.session_state["run_counter"] = number
+    name = f"#{number} {spec.name} · {OPTIMIZERS[config.optimizer]} lr {config.lr:g}"
+    if config.weight_decay:
+        name += f" · L2 {config.weight_decay:g}"
+    if spec.dropout:
+        name += f" · drop {spec.dropout:g}"
+    job = TrainingJob(trainer, name)
+    history = runs()
+    history.append({"name": name, "job": job, "spec": spec, "config": config, "dataset": dataset.key,
+                    "checkpoint": None})
+    for old in history[:-KEEP_MODELS]:  # free the tensors of old runs, keep their curves
+        if old["job"] is not None:
+            old["history"], old["metrics"] = old["job"].history(), old["job"].trainer.final_metrics()
+            old["job"] = None
+    del history[:-MAX_RUNS]
+    st.session_state["job"] = job
+    job.start()
+
+
+def _history(run: dict):
+    return run["job"].history() if run["job"] is not None else run["history"]
+
+
+def _metrics(run: dict) -> dict:
+    return run["job"].trainer.final_metrics() if run["job"] is not None else run["metrics"]
+
+
+def _curve_figures(run: dict) -> tuple[go.Figure, go.Figure]:
+    h = _history(run)
+    steps = go.Figure()
+    losses = h.step_losses
+    steps.add_trace(go.Scattergl(y=losses, mode="lines", name="loss per step", line=dict(color="#9ab", width=1)))
+    if len(losses) > 5:  # a moving average makes the trend readable through mini-batch noise
+        k, smooth, acc = 0.9, [], losses[0]
+        for v in losses:
+            acc = k * acc + (1 - k) * v
+            smooth.append(acc)
+        steps.add_trace(go.Scattergl(y=smooth, mode="lines", name="smoothed", line=dict(color="#EE4C2C", width=2)))
+    steps.update_layout(title="Training loss per step", xaxis_title="step", yaxis_title="cross-entropy",
+                        height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    epochs = make_subplots(rows=1, cols=2, subplot_titles=("Loss per epoch", "Accuracy per epoch"))
+    ep = [e.epoch for e in h.epochs]
+    for col, (train_key, test_key) in enumerate((("train_loss", "test_loss"), ("train_acc", "test_acc")), start=1):
+        epochs.add_trace(go.Scatter(x=ep, y=[getattr(e, train_key) for e in h.epochs], name="train",
+                                    mode="lines+markers", line=dict(color="#1f77b4"), showlegend=col == 1), 1, col)
+        epochs.add_trace(go.Scatter(x=ep, y=[getattr(e, test_key) for e in h.epochs], name="test",
+                                    mode="lines+markers", line=dict(color="#EE4C2C"), showlegend=col == 1), 1, col)
+    epochs.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=2)
+    epochs.update_xaxes(title_text="epoch")
+    epochs.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return steps, epochs
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating…"
+    return f"{seconds:.0f} s left" if seconds < 90 else f"{seconds / 60:.1f} min left"
+
+
+spec = current_spec()
+st.title("Train")
+st.caption(f"Net: **{spec.describe()}** — change it on the Build page.")
+
+if st.session_state.get("t_recipe_for") != spec.arch:
+    _load_recipe(spec.arch)
+
+job: TrainingJob | None = st.session_state.get("job")
+busy = job is not None and job.running
+
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns(4)
+    options = datasets_here()
+    matching = [k for k in options if get_dataset(k, data_dir()).num_classes == spec.num_classes]
+    st.session_state.setdefault("t_dataset", current_dataset_key())
+    if st.session_state["t_dataset"] not in matching:
+        st.session_state["t_dataset"] = matching[0] if matching else options[0]
+    if not matching:
+        show_error(f"No data set here has {spec.num_classes} classes for this net. Choose a data set on the Build page.")
+        st.stop()
+    dataset_key = c1.selectbox("Data set", matching, format_func=lambda k: DATASETS[k].title, key="t_dataset",
+                               disabled=busy, help="Only data sets with as many classes as the net's outputs are offered.")
+    optimizer = c2.selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="t_optimizer", disabled=busy,
+                             help="How the gradient turns into a weight update.")
+    c3.number_input("Learning rate", min_value=1e-6, max_value=10.0, format="%.5f", step=0.0005, key="t_lr", disabled=busy,
+                    help="Step size of each update. Too large and the loss explodes; too small and nothing moves.")
+    c4.selectbox("Schedule", list(SCHEDULES), key="t_schedule", disabled=busy, help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
+    c5, c6, c7, c8 = st.columns(4)
+    if optimizer == "momentum":
+        c5.slider("Momentum", 0.0, 0.99, step=0.01, key="t_momentum", disabled=busy,
+                  help="Fraction of the previous update carried into the next: smooths and speeds up SGD.")
+    elif optimizer == "rmsprop":
+        c5.slider("RMSprop alpha", 0.8, 0.999, step=0.001, format="%.3f", key="t_alpha", disabled=busy,
+                  help="Decay of the running average of squared gradients.")
+    elif optimizer == "adam":
+        c5.slider("Adam β1", 0.5, 0.99, step=0.01, key="t_beta1", disabled=busy, help="Decay of the gradient's running mean.")
+        c5.slider("Adam β2", 0.9, 0.9999, step=0.0001, format="%.4f", key="t_beta2", disabled=busy,
+                  help="Decay of the squared gradient's running mean.")
+    else:
+        c5.caption("Plain SGD: `w -= lr * grad`.")
+    c6.number_input("L2 weight decay", min_value=0.0, max_value=1.0, format="%.5f", step=0.0001, key="t_wd", disabled=busy,
+                    help="Pulls weights toward zero each step: less overfitting, smaller weights.")
+    c7.select_slider("Batch size", BATCH_SIZES, key="t_batch", disabled=busy,
+                     format_func=lambda b: "full" if b == 0 else str(b),
+                     help="Images per step; 'full' uses the whole training set per step (the tutorial's first example).")
+    c8.number_input("Epochs", min_value=1, max_value=500, step=1, key="t_epochs", disabled=busy,
+                    help="Passes over the training set.")
+    c9, c10, c11, c12 = st.columns(4)
+    c9.toggle("Augment", key="t_augment", disabled=busy,
+              help="Random zoom, shift, small rotation, mirror and lighting each step: makes the net robust to real photos.")
+    c10.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="t_seed", disabled=busy,
+                     help="Same seed, same settings, same device → the same curves.")
+    st.session_state.setdefault("t_device", "auto")
+    c11.selectbox("Device", device_options(), key="t_device", disabled=busy,
+                  help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
+    if c12.button("Reset to recipe", disabled=busy, help="The default settings that train this net well."):
+        _load_recipe(spec.arch)
+        st.rerun()
+    st.caption(f"Dropout {spec.dropout:g} and batch norm {'on' if spec.batchnorm else 'off'} come from the net (Build page).")
+
+s = st.session_state
+config = TrainConfig(
+    optimizer=s["t_optimizer"], lr=float(s["t_lr"]), momentum=float(s["t_momentum"]), alpha=float(s["t_alpha"]),
+    betas=(float(s["t_beta1"]), float(s["t_beta2"])), weight_decay=float(s["t_wd"]), schedule=s["t_schedule"],
+    augment=bool(s["t_augment"]), batch_size=int(s["t_batch"]), epochs=int(s["t_epochs"]), seed=int(s["t_seed"]),
+    device=s["t_device"],
+)
+
+b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+if b1.button("Start", type="primary", icon=":material/play_arrow:", disabled=busy, width="stretch"):
+    try:
+        dataset = get_dataset(dataset_key, data_dir())
+        config.validate(len(dataset.x_train))
+        _start_run(spec, dataset, config)
+        st.rerun()
+    except (ValueError, RuntimeError) as e:
+        show_error(f"Could not start: {e}")
+if b2.button("Stop", icon=":material/stop:", disabled=not busy, width="stretch"):
+    job.stop()
+    st.rerun()
+if b3.button("Resume", icon=":material/resume:", disabled=job is None or not job.can_resume, width="stretch"):
+    job.start()
+    st.rerun()
+
+
+@st.fragment(run_every=1.0 if busy else None)
+def live_view() -> None:
+    job: TrainingJob | None = st.session_state.get("job")
+    if job is None:
+        st.info("Choose the settings and press **Start**. The curves draw themselves while the net trains — "
+                "you can visit other pages meanwhile.", icon=":material/info:")
+        return
+    p = job.progress()
+    label = {RUNNING: "Training", STOPPING: "Stopping"}.get(p.status, p.status.capitalize())
+    text = f"{label}: epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps}"
+    if p.images_per_second:
+        text += f" · {p.images_per_second:,.0f} images/s"
+    if job.running:
+        text += f" · {_fmt_eta(p.eta_seconds)}"
+    st.progress(min(1.0, p.fraction), text=text)
+    if p.status in ("diverged", "failed"):
+        show_error(p.message)
+    run = next(r for r in runs() if r["job"] is job)
+    steps_fig, epochs_fig = _curve_figures(run)
+    a, b = st.columns(2)
+    a.plotly_chart(steps_fig, width="stretch", key="live_steps")
+    b.plotly_chart(epochs_fig, width="stretch", key="live_epochs")
+    if st.session_state.get("was_running") and not job.running:
+        st.session_state["was_running"] = False
+        st.rerun(scope="app")  # refresh the buttons once the run ends
+    st.session_state["was_running"] = job.running
+
+
+live_view()
+
+history = runs()
+if history:
+    st.subheader("Runs")
+    table = []
+    for r in history:
+        m = _metrics(r)
+        status = r["job"].status if r["job"] is not None else "finished"
+        table.append({
+            "run": r["name"], "status": status, "data": DATASETS[r["dataset"]].title, "settings": r["config"].describe(),
+            "epochs": m.get("epochs", 0), "train acc": m.get("train_acc"), "test acc": m.get("test_acc"),
+            "seconds": m.get("seconds"), "saved as": r["checkpoint"] or "",
+        })
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "train acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+        "test acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+        "seconds": st.column_config.NumberColumn(format="%.1f"),
+    })
+
+    names = [r["name"] for r in history]
+    chosen = st.multiselect("Compare runs", names, default=names[-min(3, len(names)):],
+                            help="Overlay the test accuracy and training loss of several runs.")
+    if chosen:
+        fig = make_subplots(rows=1, cols=2, subplot_titles=("Test accuracy", "Training loss (per epoch)"))
+        for i, r in enumerate(r for r in history if r["name"] in chosen):
+            h = _history(r)
+            ep = [e.epoch for e in h.epochs]
+            color = f"hsl({(i * 67) % 360},70%,45%)"
+            fig.add_trace(go.Scatter(x=ep, y=[e.test_acc for e in h.epochs], name=r["name"], mode="lines+markers",
+                                     line=dict(color=color), legendgroup=r["name"]), 1, 1)
+            fig.add_trace(go.Scatter(x=ep, y=[e.train_loss for e in h.epochs], name=r["name"], mode="lines",
+                                     line=dict(color=color), legendgroup=r["name"], showlegend=False), 1, 2)
+        fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=1)
+        fig.update_xaxes(title_text="epoch")
+        fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
+        st.plotly_chart(fig, width="stretch", key="compare")
+
+    keep = [r for r in history if r["job"] is not None and not r["job"].running and r["job"].trainer.epoch > 0
+            and not r["job"].trainer.diverged]
+    if keep:
+        st.subheader("Save and inspect")
+        pick = st.selectbox("Run", [r["name"] for r in keep][::-1], key="t_pick")
+        run = next(r for r in keep if r["name"] == pick)
+        trainer = run["job"].trainer
+        c1, c2 = st.columns([1, 1])
+        with c1:
+            default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{run['spec'].arch}-{run['dataset']}-run{pick.split()[0][1:]}")
+            st.session_state.setdefault(f"t_name_{pick}", default_name)
+            fname = st.text_input("Checkpoint name", key=f"t_name_{pick}", help="Saved to the checkpoints folder; listed on Predict.")
+            if st.button("Save checkpoint", type="primary", icon=":material/save:"):
+                safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", fname).strip(".-") or default_name
+                path = checkpoint_dir() / f"{safe.removesuffix('.pt')}.pt"
+                try:
+                    trainer.save(path)
+                    run["checkpoint"] = path.name
+                    st.success(f"Saved `{path.name}` — pick it on the Predict page.", icon=":material/check:")
+                except (OSError, CheckpointError) as e:
+                    show_error(f"Not saved: {e}")
+            if run["checkpoint"]:
+                path = checkpoint_dir() / run["checkpoint"]
+                if path.is_file():
+                    st.download_button("Download checkpoint", path.read_bytes(), file_name=path.name,
+                                       mime="application/octet-stream", icon=":material/download:")
+            with st.expander("Export the whole pickled module (the tutorial's torch.save(model))"):
+                st.warning(EXPORT_WARNING, icon=":material/warning:")
+                if st.button("Prepare the pickled module"):
+                    run["export"] = export_full_model(trainer.model)
+                if run.get("export"):
+                    st.download_button("Download pickled module", run["export"],
+                                       file_name=f"{default_name}-full-module.pt", mime="application/octet-stream")
+        with c2:
+            if run.get("eval_step") != trainer.step:  # evaluate once per state of the model, not per rerun
+                run["eval"], run["eval_step"] = trainer.evaluate_test(), trainer.step
+            result = run["eval"]
+            cm = confusion_matrix(trainer.y_test.cpu().numpy(), result.predictions.numpy(), len(trainer.dataset.classes))
+            classes = list(trainer.dataset.classes)
+            heat = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Reds", text=cm, texttemplate="%{text}",
+                                        showscale=False))
+            heat.update_layout(title=f"Test confusion matrix — accuracy {result.accuracy:.1%}", height=360,
+                               xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                               margin=dict(l=10, r=10, t=40, b=10))
+            st.plotly_chart(heat, width="stretch", key="confusion")

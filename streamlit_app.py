@@ -1,0 +1,138 @@
+"""TorchLab: learn PyTorch by doing. Entry point and navigation (`streamlit run streamlit_app.py`).
+
+Run by Streamlit as ``__main__`` it builds the navigation; imported by a page it only provides the
+shared shell (sidebar, cached data and models, per-session state), so every page works the same
+whether it was reached through the navigation or opened first by its own URL.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from core.checkpoint import Checkpoint, load_checkpoint
+from core.data import DATASETS, Dataset, available_datasets, best_hand_dataset, load_dataset, resolve_data_dir
+from core.device import available_devices, describe_device, pick_device
+from core.spec import ModelSpec, default_spec
+
+ROOT = Path(__file__).resolve().parent
+PAGES = [
+    ("pages/home.py", "Overview", ":material/home:"),
+    ("pages/build.py", "Build", ":material/construction:"),
+    ("pages/train.py", "Train", ":material/monitoring:"),
+    ("pages/predict.py", "Predict", ":material/back_hand:"),
+]
+MAX_RUNS = 12  # run history kept per browser session; older runs are dropped with their tensors
+
+
+def page_setup(title: str) -> None:
+    """Call first on every page: page config, deep-link repair, and the shared sidebar."""
+    st.set_page_config(page_title=f"{title} · TorchLab", page_icon="🔥", layout="wide")
+    _repair_deep_link()
+    render_sidebar()
+
+
+def _repair_deep_link() -> None:
+    # On a fresh server, Streamlit's legacy pages/ discovery runs a page opened by its URL on its own,
+    # before streamlit_app.py has registered the navigation. Switch discovery off and rerun: the
+    # rerun goes through streamlit_app.py, whose st.navigation resolves the same URL to this page.
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+# --- cached, read-only resources ---------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading data…")
+def get_dataset(key: str, data_dir: str) -> Dataset:
+    """A data set, loaded once per process and shared read-only by all sessions."""
+    return load_dataset(key, data_dir)
+
+
+@st.cache_resource(show_spinner="Loading checkpoint…", max_entries=8)
+def get_checkpoint(path: str, mtime: float) -> Checkpoint:
+    """A saved checkpoint's model (eval mode), shared read-only; ``mtime`` invalidates on re-save."""
+    return load_checkpoint(path, name=Path(path).name)
+
+
+def data_dir() -> str:
+    return str(resolve_data_dir())
+
+
+def datasets_here() -> list[str]:
+    return available_datasets(data_dir())
+
+
+# --- per-session state -------------------------------------------------------------------------
+
+
+def current_spec() -> ModelSpec:
+    """The net chosen on the Build page (the default LeNet for the best hand data until then)."""
+    if "spec" not in st.session_state:
+        ds = get_dataset(best_hand_dataset(data_dir()), data_dir())
+        st.session_state["spec"] = default_spec("lenet", ds.num_classes)
+        st.session_state["spec_dataset"] = ds.key
+    return st.session_state["spec"]
+
+
+def current_dataset_key() -> str:
+    key = st.session_state.get("spec_dataset")
+    return key if key in datasets_here() else best_hand_dataset(data_dir())
+
+
+def runs() -> list:
+    """This session's run history (newest last), bounded to :data:`MAX_RUNS`."""
+    return st.session_state.setdefault("runs", [])
+
+
+# --- sidebar -----------------------------------------------------------------------------------
+
+
+def render_sidebar() -> None:
+    with st.sidebar:
+        st.markdown("### 🔥 TorchLab")
+        st.caption("Learn PyTorch by doing: build, train, predict.")
+        here = datasets_here()
+        st.markdown("**Data**")
+        real = [DATASETS[k].title for k in here if k != "synthetic"]
+        if real:
+            st.success("Real data: " + ", ".join(real), icon=":material/database:")
+        else:
+            st.warning(
+                "Using the **built-in synthetic** finger-count set (generated, not photos). For the real "
+                f"SIGNS and cat sets put `train_signs.h5`, `test_signs.h5`, … in `{data_dir()}` "
+                "or set `TORCHLAB_DATA_DIR`.",
+                icon=":material/science:",
+            )
+        st.markdown("**Device**")
+        st.caption(describe_device(pick_device("auto")))
+        st.markdown("**Current net**")
+        spec = st.session_state.get("spec")
+        st.caption(spec.describe() if spec else "LeNet-5 (default) — choose one on Build")
+        job = st.session_state.get("job")
+        if job is not None and job.running:
+            p = job.progress()
+            st.caption(f"Training: epoch {p.epoch}/{p.epochs} ({p.fraction:.0%})")
+
+
+def show_error(message: str) -> None:
+    """The one way pages report a failure: what went wrong and what to do, no traceback."""
+    st.error(message, icon=":material/error:")
+
+
+def device_options() -> list[str]:
+    return ["auto", *available_devices()]
+
+
+def main() -> None:
+    nav = st.navigation([st.Page(str(ROOT / p), title=t, icon=i, default=(p == PAGES[0][0])) for p, t, i in PAGES])
+    nav.run()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+    main()
