@@ -113,10 +113,6 @@ def render_sidebar() -> None:
         st.markdown("**Current net**")
         spec = st.session_state.get("spec")
         st.caption(spec.describe() if spec else "LeNet-5 (default) — choose one on Build")
-        job = st.session_state.get("job")
-        if job is not None and job.running:
-            p = job.progress()
-            st.caption(f"Training: epoch {p.epoch}/{p.epochs} ({p.fraction:.0%})")
 
 
 def show_error(message: str) -> None:

@@ -9,6 +9,7 @@ top of the directory.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -203,3 +204,50 @@ def _check_images(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype)
         raise DatasetError(f"{path}: {key} must be N×S×S×3 with square S in 8–512 (e.g. N×64×64×3), found {shape}")
     if dtype != np.uint8:
         raise DatasetError(f"{path}: {key} must be uint8 pixels 0–255, found dtype {dtype}")
+
+
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # the app's upload limit (.streamlit/config.toml maxUploadSize)
+
+
+def known_files() -> dict[str, tuple[str, str]]:
+    """Every file name the app accepts, mapped to (data set key, split)."""
+    return {
+        f"{split}_{info.stem}.h5": (key, split)
+        for key, info in DATASETS.items()
+        if not info.synthetic
+        for split in ("train", "test")
+    }
+
+
+def install_dataset_file(name: str, data: bytes, data_dir: str | os.PathLike | None = None) -> Path:
+    """Validate an uploaded tutorial HDF5 file and put it where :func:`load_dataset` looks.
+
+    Only the tutorial's own file names are accepted, and the target path is built from that name,
+    never from the upload's, so no name can reach outside the data directory. The bytes are
+    checked as a complete data file first, and moved into place atomically: a bad upload never
+    replaces a good file.
+    """
+    base = os.path.basename(str(name).replace("\\", "/"))
+    files = known_files()
+    if base not in files:
+        raise DatasetError(f"{name!r}: not a file TorchLab knows — upload one of {', '.join(sorted(files))}")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise DatasetError(f"{base}: {len(data) / 2**20:.0f} MB is larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit")
+    key, split = files[base]
+    target_dir = resolve_data_dir(data_dir) / DATASETS[key].folder
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / base
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=target_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        load_h5_split(tmp, split)  # raises DatasetError naming the problem
+        os.replace(tmp, target)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, DatasetError):
+            raise DatasetError(str(e).replace(tmp, base).replace(Path(tmp).name, base)) from None
+        raise
+    return target

@@ -22,7 +22,8 @@ def inspect(spec_dict: dict, dataset_key: str) -> dict:
     copy_weights(module, sequential)
     ds = get_dataset(dataset_key, data_dir())
     x = images_to_tensor(ds.x_test[:8].copy(), spec.in_channels, spec.input_size)
-    module.eval(), sequential.eval()
+    module.eval()
+    sequential.eval()
     with torch.no_grad():
         a, b = module(x), sequential(x)
     summary = summarize(module, spec)
@@ -111,10 +112,10 @@ else:
 left, right = st.columns(2)
 with left:
     st.markdown("##### `nn.Module` subclass")
-    st.code(info["module_code"], language="python", line_numbers=True)
+    st.code(info["module_code"], language="python", line_numbers=True, wrap_lines=True)
 with right:
     st.markdown("##### `nn.Sequential`")
-    st.code(info["sequential_code"], language="python", line_numbers=True)
+    st.code(info["sequential_code"], language="python", line_numbers=True, wrap_lines=True)
 
 st.markdown("##### Layer by layer")
 st.dataframe(

@@ -1,7 +1,8 @@
 """Overview: what TorchLab does and what data it is using."""
 import streamlit as st
 
-from streamlit_app import data_dir, datasets_here, get_dataset, page_setup
+from core.data import DatasetError, install_dataset_file
+from streamlit_app import best_hand_dataset, data_dir, datasets_here, get_dataset, page_setup, show_error
 
 page_setup("Overview")
 
@@ -26,6 +27,14 @@ with c3.container(border=True):
     st.write("Upload a hand photo or use the camera; see what the net sees and how sure it is.")
     st.page_link("pages/predict.py", label="Open Predict", icon=":material/back_hand:")
 
+best = get_dataset(best_hand_dataset(data_dir()), data_dir())
+st.subheader("The task")
+st.write(f"Count the raised fingers: six classes, 0 to 5. A few training images of **{best.title}**"
+         + (" — *synthetic*, rendered by TorchLab:" if best.synthetic else ":"))
+picks = [int(next(i for i, y in enumerate(best.y_train) if y == c)) for c in range(best.num_classes)]
+for col, i in zip(st.columns(len(picks)), picks):
+    col.image(best.x_train[i], caption=f"class {best.classes[best.y_train[i]]}", width="stretch")
+
 st.subheader("Data in use")
 rows = []
 for key in datasets_here():
@@ -47,3 +56,21 @@ if len(rows) == 1:
         "their folder — and restart.",
         icon=":material/info:",
     )
+
+with st.expander("Add the real data files", expanded=len(rows) == 1):
+    st.write(
+        "Upload the tutorial's HDF5 files by their own names — `train_signs.h5`, `test_signs.h5`, "
+        f"`train_catvnoncat.h5`, `test_catvnoncat.h5`. Each is checked before it is stored in `{data_dir()}`."
+    )
+    files = st.file_uploader("HDF5 data files", type=["h5"], accept_multiple_files=True, key="h_data_upload")
+    if files and st.button("Check and add", type="primary", icon=":material/upload:"):
+        added = []
+        for f in files:
+            try:
+                added.append(install_dataset_file(f.name, f.getvalue(), data_dir()).name)
+            except DatasetError as e:
+                show_error(f"Not added: {e}")
+        if added:
+            get_dataset.clear()  # the cached sets must see the new files
+            st.success(f"Added {', '.join(added)}. A data set appears once both its train and test files are here.",
+                       icon=":material/check:")
