@@ -12,7 +12,9 @@ from pathlib import Path
 import streamlit as st
 
 from core.checkpoint import Checkpoint, load_checkpoint
-from core.data import DATASETS, Dataset, available_datasets, best_hand_dataset, load_dataset, resolve_data_dir
+from core.data import (
+    DATASETS, Dataset, DatasetPeek, available_datasets, best_hand_dataset, load_dataset, peek_dataset, resolve_data_dir,
+)
 from core.device import available_devices, describe_device, pick_device
 from core.spec import ModelSpec, default_spec
 
@@ -53,6 +55,12 @@ def get_dataset(key: str, data_dir: str) -> Dataset:
     return load_dataset(key, data_dir)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def get_peek(key: str, data_dir: str) -> DatasetPeek:
+    """A data set's classes and sizes from the file headers: cheap, for menus and tables."""
+    return peek_dataset(key, data_dir)
+
+
 @st.cache_resource(show_spinner="Loading checkpoint…", max_entries=8)
 def get_checkpoint(path: str, mtime: float) -> Checkpoint:
     """A saved checkpoint's model (eval mode), shared read-only; ``mtime`` invalidates on re-save."""
@@ -73,8 +81,8 @@ def datasets_here() -> list[str]:
 def current_spec() -> ModelSpec:
     """The net chosen on the Build page (the default LeNet for the best hand data until then)."""
     if "spec" not in st.session_state:
-        ds = get_dataset(best_hand_dataset(data_dir()), data_dir())
-        st.session_state["spec"] = default_spec("lenet", ds.num_classes)
+        ds = get_peek(best_hand_dataset(data_dir()), data_dir())
+        st.session_state["spec"] = default_spec("lenet", len(ds.classes))
         st.session_state["spec_dataset"] = ds.key
     return st.session_state["spec"]
 

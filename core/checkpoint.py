@@ -12,6 +12,7 @@ import copy
 import io
 import os
 import pickle
+import pickletools
 import re
 import platform
 import tempfile
@@ -144,7 +145,14 @@ def load_checkpoint(source: str | os.PathLike | bytes | BinaryIO, name: str | No
     try:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        # torch words a refused global "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y".
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if not found and not _looks_pickled(raw):
+            # Random or foreign bytes also end here ("Unsupported operand 95"): not pickled code.
+            raise CheckpointError(
+                f"{label}: not a PyTorch checkpoint — is it the right file? "
+                "Choose a checkpoint saved by TorchLab."
+            ) from None
         what = f" (it asks for {found.group(1)})" if found else ""
         raise CheckpointError(
             f"{label}: refused — the file contains pickled Python objects or code{what}, which TorchLab never "
@@ -173,6 +181,21 @@ def _read_source(source: str | os.PathLike | bytes | BinaryIO, label: str) -> by
     if not raw:
         raise CheckpointError(f"{label}: the file is empty (0 bytes)")
     return raw
+
+
+def _looks_pickled(raw: bytes) -> bool:
+    """A zip archive (torch.save's format) or a well-formed pickle stream.
+
+    ``pickletools.genops`` only decodes the opcodes; nothing in the stream is executed.
+    """
+    if raw.startswith(b"PK\x03\x04"):
+        return True
+    try:
+        for _ in pickletools.genops(raw):
+            pass
+    except Exception:
+        return False
+    return True
 
 
 def _first_line(e: BaseException) -> str:

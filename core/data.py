@@ -21,6 +21,7 @@ DATA_DIR_ENV = "TORCHLAB_DATA_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "datasets"
 SYNTHETIC_SEED = 0
+SYNTHETIC_SIZES = (1200, 120)  # train, test
 
 
 class DatasetError(ValueError):
@@ -106,6 +107,39 @@ def best_hand_dataset(data_dir: str | os.PathLike | None = None) -> str:
     return "signs" if "signs" in available_datasets(data_dir) else "synthetic"
 
 
+@dataclass(frozen=True)
+class DatasetPeek:
+    """What a data set holds, read from the file headers without loading any image."""
+
+    key: str
+    title: str
+    classes: tuple[str, ...]
+    n_train: int
+    n_test: int
+    source: str
+    synthetic: bool
+
+
+def peek_dataset(key: str, data_dir: str | os.PathLike | None = None) -> DatasetPeek:
+    """Class names and sizes of a data set, cheaply (for menus, tables and checks)."""
+    if key not in DATASETS:
+        raise DatasetError(f"unknown data set {key!r}; choose one of {', '.join(DATASETS)}")
+    info = DATASETS[key]
+    if info.synthetic:
+        from core.synthetic import SYNTHETIC_CLASSES
+
+        return DatasetPeek(key, info.title, tuple(SYNTHETIC_CLASSES), *SYNTHETIC_SIZES,
+                           source=f"generated in memory (seed {SYNTHETIC_SEED})", synthetic=True)
+    train_path, test_path = info.files(resolve_data_dir(data_dir))
+    try:
+        with h5py.File(train_path, "r") as f, h5py.File(test_path, "r") as g:
+            classes = tuple(_decode_class(c) for c in f["list_classes"][()])
+            n_train, n_test = f["train_set_x"].shape[0], g["test_set_x"].shape[0]
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise DatasetError(f"{train_path}: could not read its header ({e}) — is the file complete?") from None
+    return DatasetPeek(key, info.title, classes, n_train, n_test, f"{train_path}, {test_path}", False)
+
+
 def load_dataset(key: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Load and validate a data set by key (``signs``, ``cats`` or ``synthetic``)."""
     if key not in DATASETS:
@@ -129,7 +163,7 @@ def load_dataset(key: str, data_dir: str | os.PathLike | None = None) -> Dataset
 def _load_synthetic() -> Dataset:
     from core.synthetic import SYNTHETIC_CLASSES, generate_finger_set
 
-    x_train, y_train, x_test, y_test = generate_finger_set(seed=SYNTHETIC_SEED)
+    x_train, y_train, x_test, y_test = generate_finger_set(*SYNTHETIC_SIZES, seed=SYNTHETIC_SEED)
     for a in (x_train, y_train, x_test, y_test):
         a.setflags(write=False)  # shared by every caller through the cache
     return Dataset(

@@ -2,7 +2,9 @@
 summary and the generated source code are all built."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
+from numbers import Integral, Real
 from typing import Any, Literal
 
 Arch = Literal["mlp", "lenet", "resnet50"]
@@ -40,13 +42,29 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         # A list from JSON or a form must still hash and compare like the tuple it stands for.
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        # Anything else (a string, None, sizes that are not whole numbers) is left for validate()
+        # to refuse with a SpecError instead of a TypeError or a silent int() truncation.
+        if isinstance(self.hidden, (list, tuple)) and all(_is_whole(h) for h in self.hidden):
+            object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`SpecError` naming the first setting outside its valid range."""
-        if self.arch not in ARCHS:
+        """Raise :class:`SpecError` naming the first setting outside its valid range (or of the wrong type)."""
+        if not isinstance(self.arch, str) or self.arch not in ARCHS:
             raise SpecError(f"architecture must be one of {', '.join(ARCHS)}; got {self.arch!r}")
+        for name, value, valid in (
+            ("number of classes", self.num_classes, "a whole number 2–1000"),
+            ("input channels", self.in_channels, "1 (gray) or 3 (RGB)"),
+            ("input size", self.input_size, "a whole number of pixels"),
+        ):
+            if not _is_whole(value):
+                raise SpecError(f"{name} must be {valid}; got {value!r} ({type(value).__name__})")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, Real) or not math.isfinite(self.dropout):
+            raise SpecError(f"dropout p must be a number in [0, 1); got {self.dropout!r} ({type(self.dropout).__name__})")
+        if not isinstance(self.batchnorm, bool):
+            raise SpecError(f"batch norm must be True or False; got {self.batchnorm!r} ({type(self.batchnorm).__name__})")
+        if not isinstance(self.hidden, tuple) or not all(_is_whole(h) for h in self.hidden):
+            raise SpecError(f"hidden layer sizes must be whole numbers such as (20, 7, 5); got {self.hidden!r}")
         if not 2 <= self.num_classes <= 1000:
             raise SpecError(f"number of classes must be 2–1000; got {self.num_classes}")
         if self.in_channels not in (1, 3):
@@ -100,6 +118,11 @@ class ModelSpec:
             parts.append(f"dropout {self.dropout:g}")
         parts.append("BN" if self.batchnorm else "no BN")
         return ", ".join(parts)
+
+
+def _is_whole(value: Any) -> bool:
+    """An int (or numpy integer), not a bool, float or string that merely looks like one."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def default_spec(arch: str, num_classes: int = 6) -> ModelSpec:

@@ -31,12 +31,14 @@ _POSES: tuple[tuple[tuple[int, ...], ...], ...] = (
 
 # Hand geometry in "hand units" (about half a palm width), palm centre at the origin, fingers
 # pointing to +y. Index first, so the thumb sits on the -x side before mirroring.
-_PALM_HALF = (0.42, 0.44)
+_PALM_HALF = (0.44, 0.44)
 _PALM_CORNER = 0.16
-_FINGER_X = (-0.31, -0.10, 0.11, 0.31)
-_FINGER_LEN = (0.80, 0.90, 0.82, 0.64)
-_FINGER_R = (0.095, 0.100, 0.095, 0.085)
-_FINGER_SPLAY_DEG = (-9.0, -3.0, 3.0, 10.0)
+_FINGER_X = (-0.35, -0.12, 0.12, 0.35)
+_FINGER_LEN = (0.88, 0.98, 0.90, 0.74)
+_FINGER_R = (0.100, 0.105, 0.100, 0.090)
+_FINGER_SPLAY_DEG = (-14.0, -5.0, 5.0, 15.0)
+_SPLAY_RANGE = (0.8, 1.5)
+_RIM_FLOOR = 0.5
 _RAISED_BASE_Y = 0.30
 # A folded finger is drawn from the middle of the palm up to just past its top edge: the part on the
 # palm reads as the curled finger, the few pixels above it as a knuckle, far short of a raised one.
@@ -47,6 +49,7 @@ _FOREARM_R = 0.30
 # Pose ranges: tilt either way, hand unit as a fraction of the image, and how much of the free room
 # around the hand its position may wander over (1 = anywhere it fits).
 _MAX_TILT_DEG = 25.0
+_TILT_SD_DEG = 12.0
 _SCALE_RANGE = (0.28, 0.42)
 _PLACE_JITTER = 1.0
 _MIRROR_P = 0.5
@@ -139,7 +142,7 @@ def _sample_hands(rng: np.random.Generator, labels: np.ndarray, size: int) -> di
     # Per-hand proportions, so hands differ in more than scale.
     width = rng.uniform(0.9, 1.12, n)
     finger_len = rng.uniform(0.88, 1.12, n)
-    splay = rng.uniform(0.6, 1.9, n)
+    splay = rng.uniform(*_SPLAY_RANGE, n)
 
     ax, ay, bx, by, r = (np.zeros((n, 6)) for _ in range(5))
     # Forearm: leaves the palm downwards with a little wrist bend, and runs off the image.
@@ -171,7 +174,7 @@ def _sample_hands(rng: np.random.Generator, labels: np.ndarray, size: int) -> di
     # Left and right hands: mirror the whole hand about its long axis.
     mirror = np.where(rng.random(n) < _MIRROR_P, -1.0, 1.0)[:, None]
     ax, bx = ax * mirror, bx * mirror
-    angle = np.deg2rad(rng.uniform(-_MAX_TILT_DEG, _MAX_TILT_DEG, n))[:, None]
+    angle = np.deg2rad(np.clip(rng.normal(0.0, _TILT_SD_DEG, n), -_MAX_TILT_DEG, _MAX_TILT_DEG))[:, None]
     ax, ay = _rotate(ax, ay, angle)
     bx, by = _rotate(bx, by, angle)
 
@@ -347,7 +350,7 @@ def _render_hand(hands: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, n
     palm = hands["palm"]
     paint(_box_sdf(px, py, palm), 1.5 * palm[:, 5, None, None].astype(np.float32), 0.75)
     for k in range(1, 6):
-        paint(_capsule_sdf(px, py, seg[:, k]), rim[:, k], 0.62)
+        paint(_capsule_sdf(px, py, seg[:, k]), rim[:, k], _RIM_FLOOR)
     return cover, shade, union
 
 

@@ -17,7 +17,7 @@ from core.checkpoint import CheckpointError, checkpoint_dir
 from core.data import DATASETS, DatasetError, load_dataset
 from core.device import DEVICES, DeviceError, describe_device
 from core.spec import ARCHS, STYLES, SpecError, default_spec
-from core.trainer import OPTIMIZERS, SCHEDULES, ConfigError, EpochEvent, Trainer, TrainingDiverged, recipe
+from core.trainer import OPTIMIZERS, PRECISIONS, SCHEDULES, ConfigError, EpochEvent, Trainer, TrainingDiverged, recipe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--precision", choices=list(PRECISIONS), help="auto: bf16 autocast on a capable GPU, else fp32")
     p.add_argument("--data-dir", help="folder with the HDF5 files (default $TORCHLAB_DATA_DIR or datasets/)")
     p.add_argument("--out", help="checkpoint path (default checkpoints/<model>-<dataset>-<time>.pt)")
     return p
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             "alpha": args.alpha, "betas": tuple(args.betas) if args.betas else None,
             "weight_decay": args.weight_decay, "augment": args.augment, "batch_size": args.batch_size,
             "epochs": args.epochs, "seed": args.seed, "device": args.device,
+            "precision": args.precision,
         }
         config = recipe(args.model).replace(**{k: v for k, v in overrides.items() if v is not None})
         trainer = Trainer(spec, dataset, config, args.style)

@@ -8,6 +8,7 @@ draws as a run that never stopped.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import threading
 import time
@@ -32,6 +33,11 @@ OPTIMIZERS: dict[str, str] = {
     "momentum": "SGD with momentum",
     "rmsprop": "RMSprop",
     "adam": "Adam",
+}
+PRECISIONS: dict[str, str] = {
+    "auto": "bf16 mixed precision on a GPU that supports it, else fp32",
+    "fp32": "full single precision",
+    "bf16": "bf16 autocast for the forward pass (weights and optimizer stay fp32)",
 }
 SCHEDULES: dict[str, str] = {
     "constant": "constant learning rate (the tutorial's)",
@@ -69,6 +75,7 @@ class TrainConfig:
     epochs: int = 20
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -77,8 +84,12 @@ class TrainConfig:
         """Raise :class:`ConfigError` naming the first setting outside its valid range."""
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if len(self.betas) != 2:  # before the checks below index betas[1]
+            raise ConfigError(f"Adam betas must be two numbers; got {self.betas}")
         checks = [
             ("learning rate", self.lr, 1e-7, 10.0),
             ("momentum", self.momentum, 0.0, 0.999),
@@ -90,14 +101,14 @@ class TrainConfig:
             ("seed", self.seed, 0, 2**31 - 1),
         ]
         for name, value, low, high in checks:
+            if name in ("epochs", "seed") and not _is_whole(value):  # 2.5 epochs or "3" are not a setting
+                raise ConfigError(f"{name} must be a whole number in {low:g}–{high:g}; got {value!r}")
             if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
                 raise ConfigError(f"{name} must be in {low:g}–{high:g}; got {value}")
-        if len(self.betas) != 2:
-            raise ConfigError(f"Adam betas must be two numbers; got {self.betas}")
         high = n_train if n_train is not None else 1_000_000
-        if not 0 <= self.batch_size <= high:
+        if not _is_whole(self.batch_size) or not 0 <= self.batch_size <= high:
             raise ConfigError(
-                f"batch size must be 1–{high} (the number of training images), or 0 for full batch; got {self.batch_size}"
+                f"batch size must be 1–{high} (the number of training images), or 0 for full batch; got {self.batch_size!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +135,11 @@ class TrainConfig:
         if self.augment:
             parts.append("augmented")
         return ", ".join(parts)
+
+
+def _is_whole(value: Any) -> bool:
+    """An int (or numpy integer), not a bool, float or string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def recipe(arch: str) -> TrainConfig:
@@ -271,6 +287,10 @@ class Trainer:
         self.spec, self.dataset, self.config, self.style = spec, dataset, config, style
         self.device = pick_device(config.device)
         self.model = build_model(spec, style, seed=config.seed).to(self.device)
+        self.autocast_dtype = _autocast_dtype(config.precision, self.device)
+        # Conv nets run faster with channels-last activations on oneDNN and cuDNN.
+        self.memory_format = torch.channels_last if spec.arch != "mlp" else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = make_optimizer(self.model, config)
         self.x_train, self.y_train = self._to_device(dataset.x_train, dataset.y_train)
         self.x_test, self.y_test = self._to_device(dataset.x_test, dataset.y_test)
@@ -301,7 +321,7 @@ class Trainer:
         # Moved once, then indexed there: no DataLoader, no per-sample collation.
         # torch.tensor copies, so read-only (cached, shared) arrays are never written through.
         x = images_to_tensor(torch.tensor(x, device=self.device), self.spec.in_channels, self.spec.input_size)
-        return x, torch.tensor(y, device=self.device)
+        return x.contiguous(memory_format=self.memory_format), torch.tensor(y, device=self.device)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[StepEvent | EpochEvent]:
         """Train until the configured epochs are done or ``should_stop()`` says so between steps.
@@ -336,11 +356,14 @@ class Trainer:
         xb, yb = self.x_train[idx], self.y_train[idx]
         if self.config.augment:
             xb = augment_batch(xb, self.augment_gen)
+        xb = xb.contiguous(memory_format=self.memory_format)  # a no-op unless indexing or warping changed it
         lr = lr_at(self.config, self.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        logits = self.model(xb)
-        loss = F.cross_entropy(logits, yb)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            logits = self.model(xb)
+        loss = F.cross_entropy(logits.float(), yb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         loss_value = loss.item()
@@ -441,6 +464,15 @@ class Trainer:
         """Free the data tensors of a run that will not train again (the model stays usable)."""
         self.x_train = self.y_train = torch.empty(0)
         self._order = None
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def _seeded_rng_state(seed: int, device: torch.device) -> torch.Tensor:

@@ -112,10 +112,10 @@ else:
 left, right = st.columns(2)
 with left:
     st.markdown("##### `nn.Module` subclass")
-    st.code(info["module_code"], language="python", line_numbers=True, wrap_lines=True)
+    st.code(info["module_code"], language="python", line_numbers=True, wrap_lines=False)
 with right:
     st.markdown("##### `nn.Sequential`")
-    st.code(info["sequential_code"], language="python", line_numbers=True, wrap_lines=True)
+    st.code(info["sequential_code"], language="python", line_numbers=True, wrap_lines=False)
 
 st.markdown("##### Layer by layer")
 st.dataframe(

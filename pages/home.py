@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.data import DatasetError, install_dataset_file
-from streamlit_app import best_hand_dataset, data_dir, datasets_here, get_dataset, page_setup, show_error
+from streamlit_app import best_hand_dataset, data_dir, datasets_here, get_dataset, get_peek, page_setup, show_error
 
 page_setup("Overview")
 
@@ -14,15 +14,15 @@ st.markdown(
 )
 
 c1, c2, c3 = st.columns(3)
-with c1.container(border=True):
+with c1.container(border=True, height="stretch"):
     st.markdown("#### 1 · Build")
     st.write("An MLP, a LeNet-5 or a ResNet-50 — as an `nn.Module` subclass and as `nn.Sequential`, side by side.")
     st.page_link("pages/build.py", label="Open Build", icon=":material/construction:")
-with c2.container(border=True):
+with c2.container(border=True, height="stretch"):
     st.markdown("#### 2 · Train")
     st.write("SGD, momentum, RMSprop or Adam; dropout, L2 and batch norm; live loss and accuracy curves.")
     st.page_link("pages/train.py", label="Open Train", icon=":material/monitoring:")
-with c3.container(border=True):
+with c3.container(border=True, height="stretch"):
     st.markdown("#### 3 · Predict")
     st.write("Upload a hand photo or use the camera; see what the net sees and how sure it is.")
     st.page_link("pages/predict.py", label="Open Predict", icon=":material/back_hand:")
@@ -38,12 +38,12 @@ for col, i in zip(st.columns(len(picks)), picks):
 st.subheader("Data in use")
 rows = []
 for key in datasets_here():
-    ds = get_dataset(key, data_dir())
+    ds = get_peek(key, data_dir())
     rows.append({
         "data set": ds.title,
         "kind": "synthetic (generated)" if ds.synthetic else "real photos",
-        "train": len(ds.x_train),
-        "test": len(ds.x_test),
+        "train": ds.n_train,
+        "test": ds.n_test,
         "classes": ", ".join(ds.classes),
         "source": ds.source,
     })
@@ -72,5 +72,6 @@ with st.expander("Add the real data files", expanded=len(rows) == 1):
                 show_error(f"Not added: {e}")
         if added:
             get_dataset.clear()  # the cached sets must see the new files
+            get_peek.clear()
             st.success(f"Added {', '.join(added)}. A data set appears once both its train and test files are here.",
                        icon=":material/check:")

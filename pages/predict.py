@@ -9,11 +9,13 @@ import streamlit as st
 from core.checkpoint import Checkpoint, CheckpointError, checkpoint_dir, list_checkpoints, load_checkpoint
 from core.data import DATASETS
 from core.inference import evaluate_checkpoint, predict_image
-from core.preprocess import ImageError
+from core.preprocess import ImageError, load_image
 from core.spec import default_spec
 from core.tensors import GRAY_WEIGHTS
 from core.trainer import EpochEvent, Trainer, recipe
-from streamlit_app import best_hand_dataset, data_dir, datasets_here, get_checkpoint, get_dataset, page_setup, show_error
+from streamlit_app import (
+    best_hand_dataset, data_dir, datasets_here, get_checkpoint, get_dataset, get_peek, page_setup, show_error,
+)
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
 
@@ -37,6 +39,14 @@ def train_default() -> Path:
             bar.progress(event.epoch / trainer.config.epochs,
                          text=f"Epoch {event.epoch}/{trainer.config.epochs} · test accuracy {event.test_acc:.1%}")
     return trainer.save(checkpoint_dir() / f"lenet-{key}-default.pt")
+
+
+def photo_to_show(data: bytes, name: str):
+    """The photo as decoded for the net (upright RGB), at most 1024 px: st.image cannot re-encode
+    every file the net accepts (a 16-bit PNG raises), and browsers show neither TIFF nor CMYK JPEG."""
+    image = load_image(data, name, min_side=512)  # big JPEGs decode at a reduced scale
+    image.thumbnail((1024, 1024))
+    return image
 
 
 def as_seen(image: np.ndarray, channels: int) -> np.ndarray:
@@ -112,11 +122,12 @@ else:
         show_error(str(e))
     else:
         left, mid, right = st.columns([1, 1, 2])
-        left.image(image_file.getvalue(), caption="Your photo", width="stretch")
+        left.image(photo_to_show(image_file.getvalue(), image_file.name), caption="Your photo", width="stretch")
         mid.image(as_seen(pred.seen, ckpt.spec.in_channels), width="stretch", clamp=True,
                   caption=f"What the net sees: {ckpt.spec.input_size}×{ckpt.spec.input_size}, "
                           f"{'gray' if ckpt.spec.in_channels == 1 else 'RGB'}")
-        mid.metric("Prediction", pred.label, f"{pred.confidence:.1%} confident", delta_color="off")
+        mid.metric("Prediction", pred.label, f"{pred.confidence:.1%} confident", delta_color="off",
+                   delta_arrow="off")
         labels = list(pred.probabilities)
         values = [pred.probabilities[k] for k in labels]
         colors = ["#EE4C2C" if k == pred.label else "#9ab" for k in labels]
@@ -128,7 +139,7 @@ else:
 
 # --- the test split ----------------------------------------------------------------------------
 st.subheader("Evaluate on the test split")
-here = [k for k in datasets_here() if tuple(get_dataset(k, data_dir()).classes) == tuple(ckpt.classes)]
+here = [k for k in datasets_here() if get_peek(k, data_dir()).classes == tuple(ckpt.classes)]
 if not here:
     st.caption("No data set here has this checkpoint's classes.")
     st.stop()
@@ -148,7 +159,7 @@ if stored and stored[0] == id(ckpt) and stored[1] == key:
     heat = go.Figure(go.Heatmap(z=report.confusion, x=list(report.classes), y=list(report.classes), colorscale="Reds",
                                 text=report.confusion, texttemplate="%{text}", showscale=False))
     heat.update_layout(title="Confusion matrix", xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-                       height=380, margin=dict(l=10, r=10, t=40, b=10))
+                       xaxis_type="category", yaxis_type="category", height=380, margin=dict(l=10, r=10, t=40, b=10))
     c1, c2 = st.columns([1, 1])
     c1.plotly_chart(heat, width="stretch", key="p_confusion")
     with c2:

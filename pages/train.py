@@ -11,7 +11,7 @@ from core.inference import confusion_matrix
 from core.jobs import RUNNING, STOPPING, TrainingJob
 from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, recipe
 from streamlit_app import (
-    MAX_RUNS, current_dataset_key, current_spec, data_dir, datasets_here, device_options, get_dataset, page_setup,
+    MAX_RUNS, current_dataset_key, current_spec, data_dir, datasets_here, device_options, get_dataset, get_peek, page_setup,
     runs, show_error,
 )
 
@@ -100,6 +100,13 @@ st.caption(f"Net: **{spec.describe()}** — change it on the Build page.")
 
 if st.session_state.get("t_recipe_for") != spec.arch:
     _load_recipe(spec.arch)
+# Only the chosen optimizer's sliders are drawn, and Streamlit drops the state of a keyed widget that a
+# run did not draw: after switching optimizers the others' settings would be gone (a KeyError below).
+# Put the recipe's values back, so every setting always has one and a slider shown again starts there.
+_defaults = recipe(spec.arch)
+for _key, _value in (("t_momentum", _defaults.momentum), ("t_alpha", _defaults.alpha),
+                     ("t_beta1", _defaults.betas[0]), ("t_beta2", _defaults.betas[1])):
+    st.session_state.setdefault(_key, _value)
 
 job: TrainingJob | None = st.session_state.get("job")
 busy = job is not None and job.running
@@ -107,7 +114,7 @@ busy = job is not None and job.running
 with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     options = datasets_here()
-    matching = [k for k in options if get_dataset(k, data_dir()).num_classes == spec.num_classes]
+    matching = [k for k in options if len(get_peek(k, data_dir()).classes) == spec.num_classes]
     st.session_state.setdefault("t_dataset", current_dataset_key())
     if st.session_state["t_dataset"] not in matching:
         st.session_state["t_dataset"] = matching[0] if matching else options[0]
@@ -288,5 +295,5 @@ if history:
                                         showscale=False))
             heat.update_layout(title=f"Test confusion matrix — accuracy {result.accuracy:.1%}", height=360,
                                xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
-                               margin=dict(l=10, r=10, t=40, b=10))
+                               xaxis_type="category", yaxis_type="category", margin=dict(l=10, r=10, t=40, b=10))
             st.plotly_chart(heat, width="stretch", key="confusion")

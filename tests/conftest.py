@@ -135,3 +135,18 @@ def tiny_dataset():
 def make_tiny_dataset_fixture():
     """The :func:`make_tiny_dataset` factory, for tests that need other sizes, classes or seeds."""
     return make_tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """One intra-op thread for the duration of a test module, then the previous count.
+
+    The tiny nets of the trainer/checkpoint/inference tests gain nothing from more threads, and on
+    a shared CPU a second thread spin-waiting for a busy core makes each step 10–50× slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,154 @@
+"""Using a trained net: one photo's class probabilities, and a report on a whole test split.
+
+Prediction must prepare a photo exactly as training prepared the data set: the same
+``core.tensors.images_to_tensor`` conversion, so an image the net saw in training gives the same
+output through ``predict_image``.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.checkpoint import load_checkpoint
+from core.inference import confusion_matrix, evaluate_checkpoint, predict_image
+from core.preprocess import ImageError
+from core.spec import ModelSpec
+from core.tensors import images_to_tensor
+from core.trainer import TrainConfig, Trainer
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+SPECS = {
+    "lenet-gray": ModelSpec("lenet", 3, in_channels=1, input_size=16),
+    "mlp-rgb": ModelSpec("mlp", 3, in_channels=3, input_size=16, hidden=(16, 8), batchnorm=False),
+}
+CONFIG = TrainConfig(optimizer="adam", lr=0.01, schedule="constant", augment=False, batch_size=16, epochs=3, device="cpu")
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(params=list(SPECS))
+def run(request, tiny_dataset, tmp_path):
+    """A trained trainer and its checkpoint, loaded back from disk."""
+    trainer = Trainer(SPECS[request.param], tiny_dataset, CONFIG)
+    for _ in trainer.run():
+        pass
+    return trainer, load_checkpoint(trainer.save(tmp_path / "run.pt"))
+
+
+@torch.no_grad()
+def net_probabilities(ckpt, images: np.ndarray) -> torch.Tensor:
+    """The training path: uint8 N×H×W×3 → images_to_tensor → net → softmax."""
+    x = images_to_tensor(torch.from_numpy(images), ckpt.spec.in_channels, ckpt.spec.input_size)
+    return torch.softmax(ckpt.model.eval()(x), dim=1)
+
+
+def test_prediction_is_a_distribution_over_the_checkpoint_classes(run, tiny_dataset):
+    _, ckpt = run
+    pred = predict_image(ckpt, png(tiny_dataset.x_test[0]))
+    assert list(pred.probabilities) == list(ckpt.classes) == ["bar", "column", "diagonal"]
+    assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
+    assert all(0.0 <= p <= 1.0 for p in pred.probabilities.values())
+    assert pred.label == max(pred.probabilities, key=pred.probabilities.get)
+    assert pred.confidence == pred.probabilities[pred.label]
+    assert pred.seen.shape == (16, 16, 3) and pred.seen.dtype == np.uint8
+    assert pred.to_dict() == {"label": pred.label, "confidence": pred.confidence, "probabilities": pred.probabilities}
+
+
+def test_prediction_uses_the_training_conversion(run, tiny_dataset):
+    _, ckpt = run
+    for i in range(6):
+        image = tiny_dataset.x_test[i]
+        pred = predict_image(ckpt, png(image))
+        assert np.array_equal(pred.seen, image)  # already square and at the net's size: unchanged
+        expected = net_probabilities(ckpt, image[None])[0]
+        got = torch.tensor([pred.probabilities[c] for c in ckpt.classes])
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
+        assert pred.label == ckpt.classes[int(expected.argmax())]
+
+
+def test_a_bigger_photo_is_cropped_and_resized_then_converted_the_same_way(run, tmp_path):
+    _, ckpt = run
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)  # landscape, not the net's size
+    path = tmp_path / "photo.png"
+    path.write_bytes(png(photo))
+    pred = predict_image(ckpt, path)
+    assert pred.seen.shape == (16, 16, 3) and pred.seen.dtype == np.uint8
+    expected = net_probabilities(ckpt, pred.seen[None])[0]
+    got = torch.tensor([pred.probabilities[c] for c in ckpt.classes])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
+    # The same file as a path, as bytes and as a file object gives the same answer.
+    assert predict_image(ckpt, str(path)).probabilities == pred.probabilities
+    assert predict_image(ckpt, io.BytesIO(path.read_bytes())).probabilities == pred.probabilities
+
+
+def test_evaluate_checkpoint_matches_the_trainer(run, tiny_dataset):
+    trainer, ckpt = run
+    report = evaluate_checkpoint(ckpt, tiny_dataset)
+    reference = trainer.evaluate_test()
+    assert report.accuracy == reference.accuracy
+    assert report.loss == pytest.approx(reference.loss, rel=1e-6)
+    assert report.classes == tiny_dataset.classes
+
+    n = len(tiny_dataset.y_test)
+    assert report.confusion.shape == (3, 3) and report.confusion.sum() == n
+    assert np.trace(report.confusion) / n == pytest.approx(report.accuracy)
+    assert report.confusion.sum(axis=1).tolist() == np.bincount(tiny_dataset.y_test, minlength=3).tolist()
+
+    wrong = int((reference.predictions.numpy() != tiny_dataset.y_test).sum())
+    assert len(report.misclassified) == wrong == n - np.trace(report.confusion)
+    for m in report.misclassified:
+        assert m.true_label == tiny_dataset.classes[tiny_dataset.y_test[m.index]]
+        assert m.predicted != m.true_label
+        assert m.predicted == tiny_dataset.classes[int(reference.predictions[m.index])]
+        assert 0.0 < m.confidence <= 1.0
+
+
+def test_evaluate_checkpoint_lists_every_mistake_of_an_untrained_net(tiny_dataset, tmp_path):
+    # A fresh net gets many wrong, so the misclassified list is really exercised.
+    trainer = Trainer(SPECS["mlp-rgb"], tiny_dataset, CONFIG)
+    ckpt = load_checkpoint(trainer.save(tmp_path / "fresh.pt"))
+    report = evaluate_checkpoint(ckpt, tiny_dataset)
+    n = len(tiny_dataset.y_test)
+    assert 0 < len(report.misclassified) == n - np.trace(report.confusion) == round((1 - report.accuracy) * n)
+    assert report.accuracy == trainer.evaluate_test().accuracy
+
+
+def test_evaluate_checkpoint_refuses_other_classes(run, make_tiny_dataset):
+    _, ckpt = run
+    with pytest.raises(ValueError, match="classes"):
+        evaluate_checkpoint(ckpt, make_tiny_dataset(num_classes=4))
+
+
+def test_confusion_matrix_counts_pairs():
+    m = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2]), 3)
+    assert m.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    assert m.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "data, name",
+    [(b"this is not an image", "notes.png"), (b"", "empty.jpg"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 20, "broken.png")],
+    ids=["text", "empty", "broken-png"],
+)
+def test_a_non_image_raises_image_error(run, data, name):
+    _, ckpt = run
+    with pytest.raises(ImageError) as info:
+        predict_image(ckpt, data, name=name)
+    assert name in str(info.value)
+
+
+def test_a_checkpoint_is_not_an_image(run, tmp_path):
+    trainer, ckpt = run
+    path = trainer.save(tmp_path / "again.pt")
+    with pytest.raises(ImageError):
+        predict_image(ckpt, path)
