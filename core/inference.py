@@ -79,8 +79,9 @@ def evaluate_checkpoint(ckpt: Checkpoint, dataset: Dataset) -> TestReport:
             f"the checkpoint's classes {list(ckpt.classes)} are not {dataset.title}'s {list(dataset.classes)}"
         )
     device = next(ckpt.model.parameters()).device
-    x = images_to_tensor(torch.from_numpy(np.ascontiguousarray(dataset.x_test)), ckpt.spec.in_channels, ckpt.spec.input_size)
-    y = torch.from_numpy(np.asarray(dataset.y_test))
+    # torch.tensor copies: the cached data set's arrays are read-only and shared.
+    x = images_to_tensor(torch.tensor(dataset.x_test), ckpt.spec.in_channels, ckpt.spec.input_size)
+    y = torch.tensor(dataset.y_test)
     result = evaluate(ckpt.model, x.to(device), y.to(device))
     pred = result.predictions.numpy()
     wrong = np.flatnonzero(pred != dataset.y_test)

@@ -120,7 +120,8 @@ with right:
 st.markdown("##### Layer by layer")
 st.dataframe(
     [{"layer": r["name"], "type": r["type"], "output shape": "×".join(map(str, r["output_shape"])),
-      "parameters": r["parameters"], "trainable": r["trainable"]} for r in info["rows"]],
+      "parameters": r["parameters"], "trainable": r["trainable"]} for r in info["rows"]
+     if not (r["type"] == "Dropout" and spec.dropout == 0)],  # p = 0 does nothing; the code omits it too
     hide_index=True, width="stretch", height=min(420, 38 + 35 * len(info["rows"])),
 )
 

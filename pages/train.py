@@ -83,7 +83,7 @@ def _curve_figures(run: dict) -> tuple[go.Figure, go.Figure]:
         epochs.add_trace(go.Scatter(x=ep, y=[getattr(e, test_key) for e in h.epochs], name="test",
                                     mode="lines+markers", line=dict(color="#EE4C2C"), showlegend=col == 1), 1, col)
     epochs.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=2)
-    epochs.update_xaxes(title_text="epoch")
+    epochs.update_xaxes(title_text="epoch", dtick=max(1, len(ep) // 8))
     epochs.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return steps, epochs
 
@@ -128,35 +128,35 @@ with st.container(border=True):
     c3.number_input("Learning rate", min_value=1e-6, max_value=10.0, format="%.5f", step=0.0005, key="t_lr", disabled=busy,
                     help="Step size of each update. Too large and the loss explodes; too small and nothing moves.")
     c4.selectbox("Schedule", list(SCHEDULES), key="t_schedule", disabled=busy, help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
-    c5, c6, c7, c8 = st.columns(4)
+    o1, o2, c7, c8 = st.columns(4)
     if optimizer == "momentum":
-        c5.slider("Momentum", 0.0, 0.99, step=0.01, key="t_momentum", disabled=busy,
+        o1.slider("Momentum", 0.0, 0.99, step=0.01, key="t_momentum", disabled=busy,
                   help="Fraction of the previous update carried into the next: smooths and speeds up SGD.")
     elif optimizer == "rmsprop":
-        c5.slider("RMSprop alpha", 0.8, 0.999, step=0.001, format="%.3f", key="t_alpha", disabled=busy,
+        o1.slider("RMSprop alpha", 0.8, 0.999, step=0.001, format="%.3f", key="t_alpha", disabled=busy,
                   help="Decay of the running average of squared gradients.")
     elif optimizer == "adam":
-        c5.slider("Adam β1", 0.5, 0.99, step=0.01, key="t_beta1", disabled=busy, help="Decay of the gradient's running mean.")
-        c5.slider("Adam β2", 0.9, 0.9999, step=0.0001, format="%.4f", key="t_beta2", disabled=busy,
+        o1.slider("Adam β1", 0.5, 0.99, step=0.01, key="t_beta1", disabled=busy, help="Decay of the gradient's running mean.")
+        o2.slider("Adam β2", 0.9, 0.9999, step=0.0001, format="%.4f", key="t_beta2", disabled=busy,
                   help="Decay of the squared gradient's running mean.")
     else:
-        c5.caption("Plain SGD: `w -= lr * grad`.")
-    c6.number_input("L2 weight decay", min_value=0.0, max_value=1.0, format="%.5f", step=0.0001, key="t_wd", disabled=busy,
+        o1.caption("Plain SGD: `w -= lr * grad`.")
+    c7.number_input("L2 weight decay", min_value=0.0, max_value=1.0, format="%.5f", step=0.0001, key="t_wd", disabled=busy,
                     help="Pulls weights toward zero each step: less overfitting, smaller weights.")
-    c7.select_slider("Batch size", BATCH_SIZES, key="t_batch", disabled=busy,
+    c8.select_slider("Batch size", BATCH_SIZES, key="t_batch", disabled=busy,
                      format_func=lambda b: "full" if b == 0 else str(b),
                      help="Images per step; 'full' uses the whole training set per step (the tutorial's first example).")
-    c8.number_input("Epochs", min_value=1, max_value=500, step=1, key="t_epochs", disabled=busy,
+    c9, c10, c11, c12, c13 = st.columns([1, 1, 1, 1, 1], vertical_alignment="bottom")
+    c9.number_input("Epochs", min_value=1, max_value=500, step=1, key="t_epochs", disabled=busy,
                     help="Passes over the training set.")
-    c9, c10, c11, c12 = st.columns(4)
-    c9.toggle("Augment", key="t_augment", disabled=busy,
-              help="Random zoom, shift, small rotation, mirror and lighting each step: makes the net robust to real photos.")
-    c10.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="t_seed", disabled=busy,
+    c10.toggle("Augment", key="t_augment", disabled=busy,
+               help="Random zoom, shift, small rotation, mirror and lighting each step: makes the net robust to real photos.")
+    c11.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="t_seed", disabled=busy,
                      help="Same seed, same settings, same device → the same curves.")
     st.session_state.setdefault("t_device", "auto")
-    c11.selectbox("Device", device_options(), key="t_device", disabled=busy,
+    c12.selectbox("Device", device_options(), key="t_device", disabled=busy,
                   help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
-    if c12.button("Reset to recipe", disabled=busy, help="The default settings that train this net well."):
+    if c13.button("Reset to recipe", disabled=busy, help="The default settings that train this net well."):
         _load_recipe(spec.arch)
         st.rerun()
     st.caption(f"Dropout {spec.dropout:g} and batch norm {'on' if spec.batchnorm else 'off'} come from the net (Build page).")
@@ -224,9 +224,9 @@ if history:
         m = _metrics(r)
         status = r["job"].status if r["job"] is not None else "finished"
         table.append({
-            "run": r["name"], "status": status, "data": DATASETS[r["dataset"]].title, "settings": r["config"].describe(),
-            "epochs": m.get("epochs", 0), "train acc": m.get("train_acc"), "test acc": m.get("test_acc"),
-            "seconds": m.get("seconds"), "saved as": r["checkpoint"] or "",
+            "run": r["name"], "status": status, "epochs": m.get("epochs", 0), "train acc": m.get("train_acc"),
+            "test acc": m.get("test_acc"), "seconds": m.get("seconds"), "saved as": r["checkpoint"] or "",
+            "settings": r["config"].describe(), "data": DATASETS[r["dataset"]].title,
         })
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "train acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
@@ -248,7 +248,7 @@ if history:
             fig.add_trace(go.Scatter(x=ep, y=[e.train_loss for e in h.epochs], name=r["name"], mode="lines",
                                      line=dict(color=color), legendgroup=r["name"], showlegend=False), 1, 2)
         fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=1)
-        fig.update_xaxes(title_text="epoch")
+        fig.update_xaxes(title_text="epoch", dtick=max(1, max(r["config"].epochs for r in history) // 8))
         fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
         st.plotly_chart(fig, width="stretch", key="compare")
 
@@ -270,9 +270,12 @@ if history:
                 try:
                     trainer.save(path)
                     run["checkpoint"] = path.name
-                    st.success(f"Saved `{path.name}` — pick it on the Predict page.", icon=":material/check:")
+                    st.session_state["t_saved"] = f"Saved `{path.name}` — pick it on the Predict page."
+                    st.rerun()  # so the Runs table above shows where it was saved
                 except (OSError, CheckpointError) as e:
                     show_error(f"Not saved: {e}")
+            if saved_message := st.session_state.pop("t_saved", None):
+                st.success(saved_message, icon=":material/check:")
             if run["checkpoint"]:
                 path = checkpoint_dir() / run["checkpoint"]
                 if path.is_file():

@@ -4,6 +4,10 @@
 and whether the app must accept it (``ok=True``) or refuse it with an ``ImageError`` that names
 the file (``ok=False``). Everything is built with Pillow/numpy from scratch and cached, so the
 whole corpus costs well under a second once per process.
+
+``hdf5_cases(tmp_dir)`` and ``checkpoint_cases(tmp_dir)`` (further down) do the same for the
+tutorial's HDF5 data files and for uploaded checkpoints; ``tests/test_bad_inputs.py`` runs all
+three corpora through core, ``tests/test_app.py`` through the app's upload widgets.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -238,9 +243,7 @@ def write_h5(path, split: str = "train", **datasets) -> bytes:
 
 
 def hdf5_cases(tmp_dir) -> list[H5Case]:
-    """The HDF5 corpus, built in ``tmp_dir`` (a ``pathlib.Path``)."""
-    from pathlib import Path
-
+    """The HDF5 corpus, built in ``tmp_dir``."""
     d = Path(tmp_dir) / "h5-corpus"
     d.mkdir(parents=True, exist_ok=True)
 
@@ -303,7 +306,7 @@ class CkptCase:
     ok: bool  # load_checkpoint accepts it
     fits: bool = False  # ...and check_fits(ckpt, chosen_spec()) accepts it
     classes: tuple[str, ...] = ()  # the class names an accepted checkpoint must report
-    marker: object = None  # pathlib.Path that exists only if the file's code ran
+    marker: Path | None = None  # a file that exists only if the file's code ran
 
 
 class _RunsCode:
@@ -362,8 +365,6 @@ def _edited(valid: bytes, **changes) -> bytes:
 
 def checkpoint_cases(tmp_dir) -> list[CkptCase]:
     """The checkpoint corpus, built in ``tmp_dir`` (markers live there too)."""
-    from pathlib import Path
-
     import torch
 
     from core.checkpoint import export_full_model

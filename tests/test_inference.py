@@ -96,7 +96,7 @@ def test_evaluate_checkpoint_matches_the_trainer(run, tiny_dataset):
     report = evaluate_checkpoint(ckpt, tiny_dataset)
     reference = trainer.evaluate_test()
     assert report.accuracy == reference.accuracy
-    assert report.loss == pytest.approx(reference.loss, rel=1e-6)
+    assert report.loss == pytest.approx(reference.loss, rel=1e-5)  # channels-last vs contiguous rounding
     assert report.classes == tiny_dataset.classes
 
     n = len(tiny_dataset.y_test)
