@@ -6,7 +6,7 @@ raised fingers, one pose per count as in SIGNS. Each hand is a palm, a forearm a
 (thumb and four fingers); a raised digit is a long capsule, a folded one a short knuckle lying over
 the palm. Tilt, position, size, proportions, handedness, skin tone, wall, shadow, lighting and
 sensor noise all vary, tuned so the set stays learnable by the app's LeNet-5 from 1,200 images
-(about 98 % test accuracy) yet is not a single template per class.
+(97–98 % test accuracy) yet is not a single template per class.
 
 Rendering is vectorised over the whole batch with signed distance fields: every part's distance
 is evaluated on the pixel grid and turned into coverage with a one-pixel ramp, which antialiases
@@ -37,7 +37,7 @@ _RAISED = np.array(
     dtype=bool,
 )
 
-# Hand geometry in "hand units" (about half a palm width), palm centre at the origin, fingers
+# Hand geometry in "hand units" (a palm is about 0.9 wide), palm centre at the origin, fingers
 # pointing to +y. Index first, so the thumb sits on the -x side before mirroring.
 _PALM_HALF = (0.44, 0.44)
 _PALM_CORNER = 0.16
@@ -148,85 +148,110 @@ def _rotate(x: np.ndarray, y: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray
 
 
 def _sample_hands(rng: np.random.Generator, labels: np.ndarray, size: int) -> dict[str, np.ndarray]:
-    """Sample pose, shape and skin for each label; return everything in pixel coordinates.
+    """Sample shape, pose, placement and skin for each label, in pixel coordinates.
 
-    Parts are described as capsules ``(ax, ay, bx, by, r)`` in order forearm, thumb, index,
-    middle, ring, pinky, plus a rotated rounded box for the palm.
+    Returns ``seg`` (``n×6×5`` capsules ``(ax, ay, bx, by, r)``: forearm, thumb, index, middle,
+    ring, pinky), ``palm`` (``n×6`` rounded boxes ``(cx, cy, angle, half_w, half_h, corner)``)
+    and ``skin`` (``n×3`` RGB).
     """
     n = len(labels)
-    raised = _RAISED[labels]
+    width = rng.uniform(0.9, 1.12, n)  # per-hand proportions, so hands differ in more than scale
+    seg = _hand_parts(rng, _RAISED[labels], width)
+    # Left and right hands: mirror about the hand's long axis; then tilt the whole hand.
+    seg[:, :, [0, 2]] *= np.where(rng.random(n) < _MIRROR_P, -1.0, 1.0)[:, None, None]
+    tilt = np.clip(rng.normal(0.0, _TILT_SD_DEG, n), -_MAX_TILT_DEG, _MAX_TILT_DEG)
+    angle = np.deg2rad(tilt)
+    seg[..., 0], seg[..., 1] = _rotate(seg[..., 0], seg[..., 1], angle[:, None])
+    seg[..., 2], seg[..., 3] = _rotate(seg[..., 2], seg[..., 3], angle[:, None])
+    half_w, half_h = _PALM_HALF[0] * width, np.full(n, _PALM_HALF[1])
 
-    # Per-hand proportions, so hands differ in more than scale.
-    width = rng.uniform(0.9, 1.12, n)
+    scale, cx, cy = _fit_in_frame(rng, seg, half_w, half_h, angle, size)
+    # Image rows grow downwards while hand y grows upwards, hence the flipped y.
+    s, x0, y0 = scale[:, None], cx[:, None], cy[:, None]
+    pixels = np.stack(
+        [x0 + seg[..., 0] * s, y0 - seg[..., 1] * s, x0 + seg[..., 2] * s, y0 - seg[..., 3] * s,
+         seg[..., 4] * s],
+        axis=-1,
+    )
+    palm = np.stack([cx, cy, angle, half_w * scale, half_h * scale, _PALM_CORNER * scale], axis=-1)
+    return {"seg": pixels, "palm": palm, "skin": _skin_tone(rng, n)}
+
+
+def _hand_parts(rng: np.random.Generator, raised: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Forearm and digit capsules in hand units, upright and unmirrored: ``n×6×5``."""
+    n = len(raised)
+    seg = np.zeros((n, 6, 5))
     finger_len = rng.uniform(0.88, 1.12, n)
     splay = rng.uniform(*_SPLAY_RANGE, n)
 
-    ax, ay, bx, by, r = (np.zeros((n, 6)) for _ in range(5))
-    # Forearm: leaves the palm downwards with a little wrist bend, and runs off the image.
+    # Forearm: leaves the palm downwards with a little wrist bend, and runs off the image (four
+    # hand units is always past the frame).
     wrist = np.deg2rad(rng.uniform(-15, 15, n))
-    ay[:, 0] = _WRIST_Y
-    bx[:, 0], by[:, 0] = _rotate(0.0, -4.0, wrist)  # four hand units is always past the frame
-    r[:, 0] = _FOREARM_R * width * rng.uniform(0.9, 1.1, n)
+    forearm_x, forearm_y = _rotate(0.0, -4.0, wrist)
+    seg[:, 0] = np.stack([np.zeros(n), np.full(n, _WRIST_Y), forearm_x, forearm_y,
+                          _FOREARM_R * width * rng.uniform(0.9, 1.1, n)], axis=-1)
 
-    # Thumb: out to the side and up when raised, across the palm when folded.
-    thumb_up = np.deg2rad(rng.uniform(35, 65, n))
-    thumb_len = rng.uniform(0.62, 0.76, n) * finger_len
-    ax[:, 1], ay[:, 1] = _THUMB_BASE[0] * width, _THUMB_BASE[1]
-    bx[:, 1] = np.where(raised[:, 0], ax[:, 1] - np.sin(thumb_up) * thumb_len, 0.05)
-    by[:, 1] = np.where(raised[:, 0], ay[:, 1] + np.cos(thumb_up) * thumb_len, rng.uniform(-0.02, 0.1, n))
-    r[:, 1] = _THUMB_R * rng.uniform(0.9, 1.1, n)
+    # Thumb: out to the side and up when raised, across the palm (under the other digits' tips)
+    # when folded.
+    thumb_up = np.deg2rad(rng.uniform(45, 70, n))
+    thumb_len = rng.uniform(0.66, 0.78, n) * finger_len
+    base_x, base_y = _THUMB_BASE[0] * width, np.full(n, _THUMB_BASE[1])
+    up = raised[:, 0]
+    tip_x = np.where(up, base_x - np.sin(thumb_up) * thumb_len, 0.05)
+    tip_y = np.where(up, base_y + np.cos(thumb_up) * thumb_len, rng.uniform(-0.02, 0.1, n))
+    seg[:, 1] = np.stack([base_x, base_y, tip_x, tip_y, _THUMB_R * rng.uniform(0.9, 1.1, n)], -1)
 
     for j in range(4):
-        k = j + 2
         base_x = _FINGER_X[j] * width
         angle = np.deg2rad(_FINGER_SPLAY_DEG[j] * splay + rng.uniform(-2.5, 2.5, n))
         length = _FINGER_LEN[j] * finger_len
-        tip_dx, tip_dy = np.sin(angle) * length, np.cos(angle) * length
-        ax[:, k] = base_x
-        ay[:, k] = np.where(raised[:, k - 1], _RAISED_BASE_Y, _FOLDED_Y[0])
-        bx[:, k] = np.where(raised[:, k - 1], base_x + tip_dx, base_x)
-        by[:, k] = np.where(raised[:, k - 1], _RAISED_BASE_Y + tip_dy, _FOLDED_Y[1])
-        r[:, k] = _FINGER_R[j] * rng.uniform(0.9, 1.1, n)
+        up = raised[:, j + 1]
+        seg[:, j + 2] = np.stack(
+            [
+                base_x,
+                np.where(up, _RAISED_BASE_Y, _FOLDED_Y[0]),
+                np.where(up, base_x + np.sin(angle) * length, base_x),
+                np.where(up, _RAISED_BASE_Y + np.cos(angle) * length, _FOLDED_Y[1]),
+                _FINGER_R[j] * rng.uniform(0.9, 1.1, n),
+            ],
+            axis=-1,
+        )
+    return seg
 
-    # Left and right hands: mirror the whole hand about its long axis.
-    mirror = np.where(rng.random(n) < _MIRROR_P, -1.0, 1.0)[:, None]
-    ax, bx = ax * mirror, bx * mirror
-    angle = np.deg2rad(np.clip(rng.normal(0.0, _TILT_SD_DEG, n), -_MAX_TILT_DEG, _MAX_TILT_DEG))[:, None]
-    ax, ay = _rotate(ax, ay, angle)
-    bx, by = _rotate(bx, by, angle)
 
-    # Fit the visible hand (not the forearm, which is meant to leave the frame) inside a margin,
-    # so no raised finger is ever cut off and miscounted.
-    half_w, half_h = _PALM_HALF[0] * width, _PALM_HALF[1]
+def _fit_in_frame(
+    rng: np.random.Generator,
+    seg: np.ndarray,
+    half_w: np.ndarray,
+    half_h: np.ndarray,
+    angle: np.ndarray,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pick each hand's scale (pixels per hand unit) and palm centre in pixels.
+
+    The visible hand (not the forearm, which is meant to leave the frame) always fits inside a
+    small margin, so no raised finger is ever cut off and miscounted; the scale shrinks where a
+    wide pose would not fit.
+    """
     corner_x, corner_y = _rotate(
-        np.array([-1, 1, 1, -1])[None] * half_w[:, None],
-        np.array([-1, -1, 1, 1])[None] * half_h,
-        angle,
+        np.array([-1, 1, 1, -1]) * half_w[:, None], np.array([-1, -1, 1, 1]) * half_h[:, None],
+        angle[:, None],
     )
-    xs = np.concatenate([corner_x, bx[:, 1:] - r[:, 1:], bx[:, 1:] + r[:, 1:]], axis=1)
-    ys = np.concatenate([corner_y, by[:, 1:] - r[:, 1:], by[:, 1:] + r[:, 1:]], axis=1)
+    digits = seg[:, 1:]
+    reach = digits[..., 4]
+    xs = np.concatenate([corner_x, digits[..., 2] - reach, digits[..., 2] + reach], axis=1)
+    ys = np.concatenate([corner_y, digits[..., 3] - reach, digits[..., 3] + reach], axis=1)
     lo_x, hi_x, lo_y, hi_y = xs.min(1), xs.max(1), ys.min(1), ys.max(1)
     margin = 0.04 * size
     room = size - 2 * margin
-    scale = rng.uniform(*_SCALE_RANGE, n) * size
+    scale = rng.uniform(*_SCALE_RANGE, len(seg)) * size
     scale = np.minimum(scale, room / np.maximum(hi_x - lo_x, hi_y - lo_y))
-    # Place the hand's bounding box near the middle of the free room. Image rows grow downwards
-    # while hand y grows upwards, hence the flipped y below.
-    place_x = 0.5 + _PLACE_JITTER * rng.uniform(-0.5, 0.5, n)
-    place_y = 0.5 + _PLACE_JITTER * rng.uniform(-0.5, 0.5, n)
+    # Place the bounding box near the middle of the free room left around it.
+    place_x = 0.5 + _PLACE_JITTER * rng.uniform(-0.5, 0.5, len(seg))
+    place_y = 0.5 + _PLACE_JITTER * rng.uniform(-0.5, 0.5, len(seg))
     cx = margin - lo_x * scale + place_x * (room - (hi_x - lo_x) * scale)
     cy = margin + hi_y * scale + place_y * (room - (hi_y - lo_y) * scale)
-
-    s, cx, cy = scale[:, None], cx[:, None], cy[:, None]
-    tone = _skin_tone(rng, n)
-    return {
-        "seg": np.stack([cx + ax * s, cy - ay * s, cx + bx * s, cy - by * s, r * s], axis=-1),
-        "palm": np.stack(
-            [cx[:, 0], cy[:, 0], angle[:, 0], half_w * scale, half_h * scale, _PALM_CORNER * scale],
-            axis=-1,
-        ),
-        "skin": tone,
-    }
+    return scale, cx, cy
 
 
 def _skin_tone(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -336,7 +361,7 @@ def _capsule_sdf(px: np.ndarray, py: np.ndarray, seg: np.ndarray) -> np.ndarray:
 
 
 def _box_sdf(px: np.ndarray, py: np.ndarray, palm: np.ndarray) -> np.ndarray:
-    """Signed distance (pixels) to a batch of rotated rounded boxes ``(cx, cy, angle, hw, hh, r)``."""
+    """Signed distance (pixels) to a batch of rotated rounded boxes ``(cx, cy, angle, w, h, r)``."""
     cx, cy, angle, hw, hh, rad = (palm[:, i, None, None].astype(np.float32) for i in range(6))
     # Undo the hand's rotation; pixel y points down, hence the sign on the sine.
     c, s = np.cos(angle), np.sin(angle)
@@ -347,7 +372,9 @@ def _box_sdf(px: np.ndarray, py: np.ndarray, palm: np.ndarray) -> np.ndarray:
     return outside + np.minimum(np.maximum(qx, qy), 0) - rad
 
 
-def _render_hand(hands: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render_hand(
+    hands: dict[str, np.ndarray], size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterise a chunk of hands.
 
     Returns coverage (0..1), shade (skin brightness factor) and the union distance field (for the
@@ -396,8 +423,8 @@ def _cast_shadow(union: np.ndarray, shadow: dict[str, np.ndarray]) -> np.ndarray
     rows = np.clip(grid[None, :] - shadow["dy"][:, None], 0, size - 1)
     cols = np.clip(grid[None, :] - shadow["dx"][:, None], 0, size - 1)
     shifted = union[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    soft = shadow["soft"][:, None, None].astype(np.float32)
-    return shadow["depth"][:, None, None].astype(np.float32) * np.clip(0.5 - shifted / soft, 0.0, 1.0)
+    soft = shadow["soft"][:, None, None]
+    return shadow["depth"][:, None, None] * np.clip(0.5 - shifted / soft, 0.0, 1.0)
 
 
 def _expose(rgb: np.ndarray, camera: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:

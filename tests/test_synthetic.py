@@ -109,11 +109,17 @@ class _LeNet(nn.Module):
 
 
 def _train_lenet(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 0) -> nn.Module:
-    """Plain Adam (lr 1e-3, batch 64), the recipe the app uses by default."""
+    """Adam from lr 1e-3, batch 64, cosine-annealed to zero over the run.
+
+    At a constant 1e-3 the net peaks near 98 % but, once it has memorised the 1,200 images, its
+    test accuracy wanders by several points from epoch to epoch (as on the real SIGNS set); the
+    annealing settles it, so the assertion tests the data rather than the luck of the last epoch.
+    """
     torch.manual_seed(seed)
     order = torch.Generator().manual_seed(seed)
     net = _LeNet()
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs)
     for _ in range(epochs):
         net.train()
         for batch in torch.randperm(len(x), generator=order).split(64):
@@ -121,6 +127,7 @@ def _train_lenet(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int = 0) -
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+        schedule.step()
     return net.eval()
 
 
