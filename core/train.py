@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--precision", choices=list(PRECISIONS), help="auto: bf16 autocast on a capable GPU, else fp32")
+    p.add_argument("--precision", choices=list(PRECISIONS), help="auto: bf16 autocast where the hardware has it natively, else fp32")
     p.add_argument("--data-dir", help="folder with the HDF5 files (default $TORCHLAB_DATA_DIR or datasets/)")
     p.add_argument("--out", help="checkpoint path (default checkpoints/<model>-<dataset>-<time>.pt)")
     return p

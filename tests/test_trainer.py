@@ -19,6 +19,7 @@ from core.checkpoint import CheckpointError
 from core.jobs import DIVERGED, FAILED, FINISHED, READY, STOPPED, TrainingJob
 from core.spec import ModelSpec
 from core.trainer import (
+    COMPUTE_TURNS,
     OPTIMIZERS,
     ConfigError,
     EpochEvent,
@@ -519,22 +520,23 @@ def test_concurrent_jobs_keep_separate_histories(make_tiny_dataset):
     assert alone[0].history.step_losses != alone[1].history.step_losses
 
     trainers = [Trainer(LENET_SPEC, ds, config) for ds, config in runs]
-    # Lockstep: every training step of one run waits for the same step of the other, so the two
-    # threads really interleave (both do 9 steps).
-    barrier = threading.Barrier(len(trainers), timeout=60)
-
-    def lockstep(module, args):
-        if module.training:
-            barrier.wait()
-
-    for t in trainers:
-        t.model.register_forward_pre_hook(lockstep)
+    order: list[int] = []
+    for i, t in enumerate(trainers):
+        t.model.register_forward_pre_hook(lambda module, args, i=i: order.append(i) if module.training else None)
     jobs = [TrainingJob(t, f"job{i}") for i, t in enumerate(trainers)]
-    for job in jobs:
-        job.start()
+    # Hold the compute turn until both runs queue for it: from then on they take turns, step by step.
+    with COMPUTE_TURNS:
+        first_ticket = COMPUTE_TURNS._next_ticket
+        for job in jobs:
+            job.start()
+        deadline = time.monotonic() + 60
+        while COMPUTE_TURNS._next_ticket < first_ticket + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
     for job in jobs:
         job.join(timeout=120)
 
+    steps_each = len(alone[0].history.step_losses)
+    assert order[: 2 * steps_each] == [order[0], 1 - order[0]] * steps_each  # they really interleaved
     for job, ref in zip(jobs, alone):
         assert job.status == FINISHED, job.message
         history = job.history()
