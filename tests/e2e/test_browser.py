@@ -10,6 +10,7 @@ Run: ``.venv/bin/python -m pytest tests/e2e -q -m browser``.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from core.trainer import recipe
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -239,10 +242,15 @@ def test_build_follows_options(app, page, screenshot_dir):
     assert_clean(page)
 
 
+EPOCHS = 6
+# The Train page's default recipe for LeNet on SIGNS' 1,080 training images.
+TOTAL_STEPS = EPOCHS * math.ceil(1080 / recipe("lenet").batch_size)
+
+
 def test_train_live_stop_resume_save(app, page, screenshot_dir):
     open_page(page, app, "/train", "Train")
-    set_number(page, "Epochs", "6")
-    expect(main(page).get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("6")
+    set_number(page, "Epochs", str(EPOCHS))
+    expect(main(page).get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value(str(EPOCHS))
     button(page, "Start").click()
     expect(main(page).get_by_test_id("stProgress")).to_contain_text("Training:", timeout=RENDER_TIMEOUT)
 
@@ -259,15 +267,15 @@ def test_train_live_stop_resume_save(app, page, screenshot_dir):
     expect(button(page, "Resume")).to_be_enabled()
     expect(button(page, "Start")).to_be_enabled()
     stopped_at = progress_step(page)
-    assert 0 < stopped_at < 6 * 34, progress_text(page)  # 1,080 images in batches of 32: 34 steps an epoch
+    assert 0 < stopped_at < TOTAL_STEPS, progress_text(page)
 
     button(page, "Resume").click()
     expect(main(page).get_by_test_id("stProgress")).to_contain_text(re.compile("Training:|Finished:"), timeout=60_000)
     assert progress_step(page) >= stopped_at  # resumed, not restarted
     wait_finished(page)
-    assert "step 204/204" in progress_text(page)
+    assert f"step {TOTAL_STEPS}/{TOTAL_STEPS}" in progress_text(page)
     expect(button(page, "Resume")).to_be_disabled()
-    assert plot_points(page, chart) >= 2 * 204 - 10  # raw and smoothed loss, one point a step
+    assert plot_points(page, chart) >= 2 * TOTAL_STEPS - 10  # raw and smoothed loss, one point a step
 
     rows = runs_table(page)
     assert len(rows) == 2 and "finished" in rows[1], rows
