@@ -7,7 +7,6 @@ Untrained weights time the same as trained ones. Prints p50/p95 in ms and writes
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import statistics

@@ -45,10 +45,15 @@ def _start_run(spec, dataset, config: TrainConfig) -> None:
     history = runs()
     history.append({"name": name, "job": job, "spec": spec, "config": config, "dataset": dataset.key,
                     "checkpoint": None})
-    for old in history[:-KEEP_MODELS]:  # free the tensors of old runs, keep their curves
+    for old in history[:-1]:  # only the session's current run can resume: the others' training data can go
+        if old["job"] is not None and not old["job"].running:
+            old["job"].trainer.release_data()
+    for old in history[:-KEEP_MODELS]:  # free the models of old runs (and their exports), keep their curves
         if old["job"] is not None:
             old["history"], old["metrics"] = old["job"].history(), old["job"].trainer.final_metrics()
             old["job"] = None
+            old.pop("export", None)
+            old.pop("eval", None)
     del history[:-MAX_RUNS]
     st.session_state["job"] = job
     job.start()
@@ -229,7 +234,9 @@ if history:
             "settings": r["config"].describe(), "data": DATASETS[r["dataset"]].title,
         })
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "train acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+        "train acc": st.column_config.ProgressColumn(
+            format="percent", min_value=0, max_value=1,
+            help="Running accuracy over the last epoch's mini-batches, in train mode (augmented, with dropout)."),
         "test acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
         "seconds": st.column_config.NumberColumn(format="%.1f"),
     })

@@ -7,7 +7,6 @@ images, 3 classes) with small nets, so each test takes well under a second.
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 import numpy as np
@@ -535,8 +534,12 @@ def test_concurrent_jobs_keep_separate_histories(make_tiny_dataset):
     for job in jobs:
         job.join(timeout=120)
 
+    # They really ran interleaved: turns are first come, first served, so the runs mostly alternate
+    # (not strictly: a run may finish its bookkeeping and queue again before the other queues).
     steps_each = len(alone[0].history.step_losses)
-    assert order[: 2 * steps_each] == [order[0], 1 - order[0]] * steps_each  # they really interleaved
+    switches = sum(a != b for a, b in zip(order, order[1:]))
+    assert sorted(order) == [0] * steps_each + [1] * steps_each
+    assert switches >= steps_each // 2, order
     for job, ref in zip(jobs, alone):
         assert job.status == FINISHED, job.message
         history = job.history()
