@@ -6,7 +6,6 @@ whether it was reached through the navigation or opened first by its own URL.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
@@ -138,5 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     main()

@@ -1,6 +1,10 @@
 """Train: choose the optimizer and regularization, train in the background, watch the curves."""
 import re
 
+# Plotly looks pandas up in sys.modules without importing it: while another session's thread is still
+# importing pandas (st.dataframe does), building a figure raised "partially initialized module 'pandas'
+# has no attribute 'Series'". Importing it here waits until that import is complete.
+import pandas  # noqa: F401
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
