@@ -6,8 +6,10 @@ two sessions training at once share nothing but the process.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 from core.trainer import History, Trainer, TrainingDiverged
 
@@ -37,8 +39,16 @@ class Progress:
 class TrainingJob:
     """A :class:`Trainer` run on a daemon thread. ``start()`` also resumes a stopped run."""
 
-    def __init__(self, trainer: Trainer, name: str = "") -> None:
+    def __init__(self, trainer: Trainer, name: str = "", watched: Callable[[], bool] | None = None,
+                 grace_seconds: float = 30.0) -> None:
+        """``watched`` says whether anyone still follows the run (the app passes "is its browser
+        session alive"); a run nobody has watched for ``grace_seconds`` stops itself, resumable,
+        instead of taking turns with live sessions until its last epoch."""
         self.trainer = trainer
+        self._watched = watched
+        self._grace = grace_seconds
+        self._unwatched_since: float | None = None
+        self._next_check = 0.0
         self.id = uuid.uuid4().hex[:8]
         self.name = name or self.id
         self.status = READY
@@ -64,19 +74,36 @@ class TrainingJob:
             self.status = FINISHED
             return
         self._stop.clear()
+        self._unwatched_since = None
         self.status, self.message = RUNNING, ""
         self._thread = threading.Thread(target=self._work, name=f"train-{self.id}", daemon=True)
         self._thread.start()
 
     def _work(self) -> None:
         try:
-            for _ in self.trainer.run(self._stop.is_set):
+            for _ in self.trainer.run(self._should_stop):
                 pass
             self.status = FINISHED if self.trainer.finished else STOPPED
+            if self._unwatched_since is not None and not self.trainer.finished:
+                self.message = "stopped because its browser session closed; press Resume to continue"
         except TrainingDiverged as e:
             self.status, self.message = DIVERGED, str(e)
         except Exception as e:  # reported to the page, which shows it instead of a traceback
             self.status, self.message = FAILED, f"training failed: {type(e).__name__}: {e}"
+
+    def _should_stop(self) -> bool:
+        if self._stop.is_set():
+            return True
+        now = time.monotonic()
+        if self._watched is None or now < self._next_check:
+            return False
+        self._next_check = now + 1.0  # a cheap poll, not one per step
+        if self._watched():
+            self._unwatched_since = None
+            return False
+        if self._unwatched_since is None:
+            self._unwatched_since = now
+        return now - self._unwatched_since >= self._grace
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Ask the run to stop after the current step and wait for it (up to ``timeout`` s)."""

@@ -45,7 +45,7 @@ def _start_run(spec, dataset, config: TrainConfig) -> None:
         name += f" · L2 {config.weight_decay:g}"
     if spec.dropout:
         name += f" · drop {spec.dropout:g}"
-    job = TrainingJob(trainer, name)
+    job = TrainingJob(trainer, name, watched=_session_alive())
     history = runs()
     history.append({"name": name, "job": job, "spec": spec, "config": config, "dataset": dataset.key,
                     "checkpoint": None})
@@ -61,6 +61,18 @@ def _start_run(spec, dataset, config: TrainConfig) -> None:
     del history[:-MAX_RUNS]
     st.session_state["job"] = job
     job.start()
+
+
+def _session_alive():
+    """A check, safe from any thread, that this browser session is still connected."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():  # AppTest and bare mode: no sessions to lose
+        return None
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    return lambda: runtime.is_active_session(session_id)
 
 
 def _history(run: dict):

@@ -577,3 +577,21 @@ def test_a_failing_job_reports_the_error(tiny_dataset):
     assert job.status == FAILED
     assert job.message == "training failed: ValueError: out of cheese"
     assert np.isfinite(job.progress().fraction)
+
+
+def test_an_unwatched_job_stops_itself_and_can_resume(tiny_dataset):
+    watched = {"alive": True}
+    trainer = Trainer(LENET_SPEC, tiny_dataset, cfg(epochs=10_000))  # far longer than the test
+    job = TrainingJob(trainer, watched=lambda: watched["alive"], grace_seconds=0.2)
+    job.start()
+    time.sleep(0.3)
+    assert job.running
+    watched["alive"] = False  # the browser tab closed
+    job.join(timeout=30)
+    assert job.status == STOPPED and "session closed" in job.message
+    assert 0 < trainer.step < trainer.total_steps
+    watched["alive"] = True
+    job.start()  # Resume still works, from where it stopped
+    time.sleep(0.3)
+    job.stop()
+    assert job.status == STOPPED and job.message == "" and trainer.step > 0
