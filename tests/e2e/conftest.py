@@ -59,6 +59,19 @@ def signs_data_dir() -> Path:
     return root
 
 
+def train_signs_lenet(data_dir: Path, epochs: int, path: Path) -> Path:
+    """A LeNet-5 trained in this process on SIGNS (default recipe, no augmentation), saved at ``path``."""
+    from core.data import load_dataset
+    from core.spec import default_spec
+    from core.trainer import Trainer, recipe
+
+    ds = load_dataset("signs", data_dir)
+    trainer = Trainer(default_spec("lenet", ds.num_classes), ds, recipe("lenet").replace(epochs=epochs, augment=False))
+    for _ in trainer.run():
+        pass
+    return trainer.save(path)
+
+
 # --- the Streamlit server --------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from core.trainer import recipe
+from tests.e2e.conftest import train_signs_lenet
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -157,15 +158,7 @@ def screenshot(page, path: Path) -> None:
 @pytest.fixture(scope="module")
 def trained_checkpoint(app, signs_data_dir) -> Path:
     """A LeNet-5 trained in this process for 5 epochs on SIGNS (~90 % test), saved where the app looks."""
-    from core.data import load_dataset
-    from core.spec import default_spec
-    from core.trainer import Trainer, recipe
-
-    ds = load_dataset("signs", signs_data_dir)
-    trainer = Trainer(default_spec("lenet", ds.num_classes), ds, recipe("lenet").replace(epochs=5, augment=False))
-    for _ in trainer.run():
-        pass
-    return trainer.save(app.checkpoint_dir / CHECKPOINT_NAME)
+    return train_signs_lenet(signs_data_dir, 5, app.checkpoint_dir / CHECKPOINT_NAME)
 
 
 @pytest.fixture(scope="module")

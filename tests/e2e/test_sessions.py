@@ -37,7 +37,7 @@ except ImportError:
 from core.checkpoint import load_checkpoint
 from core.inference import predict_image
 from core.trainer import recipe
-from tests.e2e.conftest import VIEWPORT, start_server
+from tests.e2e.conftest import VIEWPORT, start_server, train_signs_lenet
 from tests.e2e.test_browser import (
     assert_clean,
     button,
@@ -63,15 +63,7 @@ STEPS_PER_EPOCH = math.ceil(1080 / recipe("lenet").batch_size)  # SIGNS' 1,080 t
 @pytest.fixture(scope="module")
 def saved_before(app, signs_data_dir) -> Path:
     """A LeNet-5 trained in this process (2 epochs on SIGNS), saved in the server's checkpoint folder."""
-    from core.data import load_dataset
-    from core.spec import default_spec
-    from core.trainer import Trainer
-
-    ds = load_dataset("signs", signs_data_dir)
-    trainer = Trainer(default_spec("lenet", ds.num_classes), ds, recipe("lenet").replace(epochs=2, augment=False))
-    for _ in trainer.run():
-        pass
-    return trainer.save(app.checkpoint_dir / SAVED_BEFORE)
+    return train_signs_lenet(signs_data_dir, 2, app.checkpoint_dir / SAVED_BEFORE)
 
 
 @pytest.fixture(scope="module")
