@@ -216,7 +216,8 @@ def resnet_sequential(spec: ModelSpec) -> nn.Sequential:
 
 # --- building, init, copying -------------------------------------------------------------------
 
-_BUILDERS = {
+# The constructors per (architecture, style): PyTorch's default init, before build_model's Kaiming init.
+BUILDERS = {
     ("mlp", "module"): MLP,
     ("mlp", "sequential"): mlp_sequential,
     ("lenet", "module"): LeNet5,
@@ -233,7 +234,7 @@ def build_model(spec: ModelSpec, style: Style = "module", seed: int | None = Non
     net whatever else the process does with the global random state.
     """
     try:
-        builder = _BUILDERS[(spec.arch, style)]
+        builder = BUILDERS[(spec.arch, style)]
     except KeyError:
         raise SpecError(f"style must be 'module' or 'sequential'; got {style!r}") from None
     model = builder(spec)

@@ -19,18 +19,13 @@ from torch import nn
 
 from core.codegen import generate_code
 from core.nets import (
+    BUILDERS,
     LENET_FC,
-    MLP,
-    LeNet5,
-    ResNet50,
     build_model,
     copy_weights,
     count_parameters,
     init_kaiming,
     lenet_flat_features,
-    lenet_sequential,
-    mlp_sequential,
-    resnet_sequential,
 )
 from core.spec import ModelSpec, SpecError, default_spec
 from core.summary import summarize
@@ -63,14 +58,7 @@ def library_model(spec: ModelSpec, style: str) -> nn.Module:
 
 
 # The raw constructors: PyTorch's default init, before build_model's Kaiming init.
-RAW_BUILDERS = {
-    ("mlp", "module"): MLP,
-    ("mlp", "sequential"): mlp_sequential,
-    ("lenet", "module"): LeNet5,
-    ("lenet", "sequential"): lenet_sequential,
-    ("resnet50", "module"): ResNet50,
-    ("resnet50", "sequential"): resnet_sequential,
-}
+RAW_BUILDERS = BUILDERS
 
 
 def default_init_model(spec: ModelSpec, style: str = "module") -> nn.Module:
