@@ -252,7 +252,9 @@ def test_train_live_stop_resume_save(app, page, screenshot_dir):
     first = wait_for(lambda: plot_points(page, chart), 60, "the first points of the live loss chart")
     first_step = progress_step(page)
     wait_for(lambda: plot_points(page, chart) > first, 60, "the live loss chart to gain points", poll_s=0.25)
-    assert progress_step(page) > first_step
+    # The progress text and the chart update in one fragment rerun but reach the DOM one after the
+    # other, so the step count may trail the chart by a moment: wait for it rather than sample it.
+    wait_for(lambda: progress_step(page) > first_step, 60, "the step count to advance", poll_s=0.25)
 
     button(page, "Stop").click()
     expect(main(page).get_by_test_id("stProgress")).to_contain_text("Stopped:", timeout=60_000)
