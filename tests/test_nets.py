@@ -24,6 +24,7 @@ from core.nets import (
     build_model,
     copy_weights,
     count_parameters,
+    Bottleneck,
     init_kaiming,
     lenet_flat_features,
 )
@@ -313,6 +314,25 @@ def test_tutorial_init_loop_changes_nothing() -> None:
         exact(v, before[k])
     init_kaiming(model)
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("style", ["module", "sequential"])
+def test_resnet_blocks_start_as_identity(style: str) -> None:
+    model = build_model(TUTORIAL["resnet50"][0], style, seed=0).train()
+    blocks = [m for m in model.modules() if isinstance(m, Bottleneck)]
+    assert len(blocks) == 16
+    x = torch.rand(2, 256, 8, 8)  # non-negative, as after the ReLU that feeds every block
+    identity = next(b for b in blocks if isinstance(b.shortcut, nn.Identity))
+    with torch.no_grad():
+        exact(identity(x), x)  # residual branch is exactly zero: the block passes its input through
+    for b in blocks:
+        assert torch.count_nonzero(b.bn3.weight) == 0
+        assert torch.count_nonzero(b.bn2.weight) == b.bn2.weight.numel()  # only the last BN of a branch
+    # The projection shortcut's BN keeps its scale, so the stage changes width from the start.
+    assert all(torch.count_nonzero(b.shortcut[1].weight) > 0 for b in blocks if not isinstance(b.shortcut, nn.Identity))
+    # Without batch norm there is no scale to zero: the net is built as before.
+    no_bn = build_model(VARIANTS["resnet50"], style, seed=0)
+    assert all(isinstance(b.bn3, nn.Identity) for b in no_bn.modules() if isinstance(b, Bottleneck))
 
 
 # --- dropout -----------------------------------------------------------------------------------
