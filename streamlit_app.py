@@ -6,16 +6,20 @@ whether it was reached through the navigation or opened first by its own URL.
 """
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from core.checkpoint import Checkpoint, load_checkpoint
 from core.data import (
     DATASETS, Dataset, DatasetPeek, available_datasets, best_hand_dataset, load_dataset, peek_dataset, resolve_data_dir,
 )
-from core.device import available_devices, describe_device, pick_device
 from core.spec import ModelSpec, default_spec
+
+if TYPE_CHECKING:  # torch-backed modules load in the background (see start_warm_up)
+    from core.checkpoint import Checkpoint
 
 ROOT = Path(__file__).resolve().parent
 PAGES = [
@@ -25,6 +29,29 @@ PAGES = [
     ("pages/predict.py", "Predict", ":material/back_hand:"),
 ]
 MAX_RUNS = 12  # run history kept per browser session; older runs are dropped with their tensors
+
+
+# --- start-up ----------------------------------------------------------------------------------
+
+# Importing torch and the nets takes about 1.5 s, which the Overview does not need: they load in a
+# background thread from the first page view on, so that page renders at once and the others
+# find them ready. A page that imports them sooner simply waits on Python's import lock.
+_warm_up = threading.Thread(target=lambda: __import__("core.inference"), name="torchlab-warm-up", daemon=True)
+_warm_up_lock = threading.Lock()
+_pending = threading.local()  # this script run's device slot in the sidebar, while torch is loading
+
+
+def start_warm_up() -> None:
+    """Start loading torch and ``core``'s nets in the background (once per process)."""
+    with _warm_up_lock:
+        if not _warm_up.is_alive() and _warm_up.ident is None:
+            _warm_up.start()
+
+
+def _torch_ready() -> bool:
+    """Whether torch is fully imported (by the warm-up or by the page now running)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and not getattr(torch.__spec__, "_initializing", False)
 
 
 def page_setup(title: str) -> None:
@@ -63,6 +90,8 @@ def get_peek(key: str, data_dir: str) -> DatasetPeek:
 @st.cache_resource(show_spinner="Loading checkpoint…", max_entries=8)
 def get_checkpoint(path: str, mtime: float) -> Checkpoint:
     """A saved checkpoint's model (eval mode), shared read-only; ``mtime`` invalidates on re-save."""
+    from core.checkpoint import load_checkpoint
+
     return load_checkpoint(path, name=Path(path).name)
 
 
@@ -116,10 +145,28 @@ def render_sidebar() -> None:
                 icon=":material/science:",
             )
         st.markdown("**Device**")
-        st.caption(describe_device(pick_device("auto")))
+        slot = st.empty()
+        if _torch_ready():
+            slot.caption(_describe_device())
+        else:
+            _pending.slot = slot  # filled by fill_pending_device once the page has rendered
         st.markdown("**Current net**")
         spec = st.session_state.get("spec")
         st.caption(spec.describe() if spec else "LeNet-5 (default) — choose one on Build")
+
+
+def _describe_device() -> str:
+    from core.device import describe_device, pick_device
+
+    return describe_device(pick_device("auto"))
+
+
+def fill_pending_device() -> None:
+    """Write the sidebar's device line if the page rendered before torch had loaded."""
+    slot = getattr(_pending, "slot", None)
+    _pending.slot = None
+    if slot is not None:
+        slot.caption(_describe_device())
 
 
 def show_error(message: str) -> None:
@@ -128,12 +175,18 @@ def show_error(message: str) -> None:
 
 
 def device_options() -> list[str]:
+    from core.device import available_devices
+
     return ["auto", *available_devices()]
 
 
 def main() -> None:
+    import streamlit_app as shell  # the module the pages import: its state lasts as long as the process
+
+    shell.start_warm_up()
     nav = st.navigation([st.Page(str(ROOT / p), title=t, icon=i, default=(p == PAGES[0][0])) for p, t, i in PAGES])
     nav.run()
+    shell.fill_pending_device()
 
 
 if __name__ == "__main__":

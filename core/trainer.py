@@ -7,6 +7,7 @@ draws as a run that never stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -188,15 +189,25 @@ def recipe(arch: str) -> TrainConfig:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer ``cfg`` names, with its settings; L2 through ``weight_decay``."""
-    params, wd = model.parameters(), cfg.weight_decay
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=wd)
-    if cfg.optimizer == "momentum":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+    """The optimizer ``cfg`` names, with its settings; L2 through ``weight_decay``.
+
+    SGD and Adam use PyTorch's fused kernels (one kernel per step for all tensors) where the
+    device has them. On this project's CPU, Adam's step on ResNet-50 took 86 ms with the default
+    per-tensor loop and 10 ms fused, SGD with momentum 17 → 8 ms; on LeNet Adam 5.8 → 0.4 ms.
+    RMSprop has no fused kernel and keeps PyTorch's default.
+    """
+    params, wd = list(model.parameters()), cfg.weight_decay
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, weight_decay=wd)
-    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=wd)
+    if cfg.optimizer == "adam":
+        cls, settings = torch.optim.Adam, dict(lr=cfg.lr, betas=cfg.betas, weight_decay=wd)
+    else:
+        momentum = cfg.momentum if cfg.optimizer == "momentum" else 0.0
+        cls, settings = torch.optim.SGD, dict(lr=cfg.lr, momentum=momentum, weight_decay=wd)
+    try:
+        return cls(params, fused=True, **settings)
+    except RuntimeError:  # a device without fused kernels
+        return cls(params, **settings)
 
 
 def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
@@ -318,6 +329,11 @@ class Trainer:
         self.device = pick_device(config.device)
         self.model = build_model(spec, style, seed=config.seed).to(self.device)
         self.autocast_dtype = _autocast_dtype(config.precision, self.device)
+        # oneDNN's bf16 kernels for a conv on one input channel (gray LeNet's first layer) took twice
+        # as long as fp32 here, forward + backward: such layers stay fp32 inside the autocast region.
+        self.fp32_layers = [
+            m for m in self.model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 1
+        ] if self.autocast_dtype is not None and self.device.type == "cpu" else []
         # ResNet-50 runs faster with channels-last activations on oneDNN and cuDNN; LeNet measured no gain.
         self.memory_format = torch.channels_last if spec.arch == "resnet50" else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
@@ -396,7 +412,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
+                            enabled=self.autocast_dtype is not None), outside_autocast(self.fp32_layers):
             logits = self.model(xb)
         loss = F.cross_entropy(logits.float(), yb)
         self.optimizer.zero_grad(set_to_none=True)
@@ -499,6 +515,38 @@ class Trainer:
         """Free the data tensors of a run that will not train again (the model stays usable)."""
         self.x_train = self.y_train = torch.empty(0)
         self._order = None
+
+
+@contextlib.contextmanager
+def outside_autocast(layers: list[nn.Module]) -> Iterator[None]:
+    """Run ``layers`` in fp32 with autocast off while the block lasts (their other calls are untouched).
+
+    Hooks switch autocast off around each layer's forward and back on after it, even if it raises;
+    the layer's backward then runs in fp32 too, as autograd follows the forward's dtypes.
+    """
+    saved: list[bool] = []
+
+    def before(module: nn.Module, args: tuple) -> tuple:
+        device_type = next(module.parameters()).device.type
+        saved.append(torch.is_autocast_enabled(device_type))
+        torch.set_autocast_enabled(device_type, False)
+        return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+    def after(module: nn.Module, args: tuple, output: Any) -> Any:
+        device_type = next(module.parameters()).device.type
+        enabled = saved.pop()
+        torch.set_autocast_enabled(device_type, enabled)
+        if enabled and isinstance(output, torch.Tensor):
+            return output.to(torch.get_autocast_dtype(device_type))
+        return output
+
+    handles = [h for m in layers for h in (m.register_forward_pre_hook(before),
+                                            m.register_forward_hook(after, always_call=True))]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

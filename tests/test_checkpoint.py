@@ -10,6 +10,8 @@ import io
 import os
 import pathlib
 import pickle
+import pickletools
+import zipfile
 
 import numpy as np
 import pytest
@@ -32,7 +34,7 @@ from core.checkpoint import (
     load_into,
     save_checkpoint,
 )
-from core.nets import build_model
+from core.nets import MaxPool2d, build_model
 from core.spec import ModelSpec
 from core.trainer import History, TrainConfig, Trainer
 
@@ -437,6 +439,18 @@ def test_export_full_model_is_bytes_and_leaves_the_live_model_alone(trained):
     copy = torch.load(io.BytesIO(data), weights_only=False)
     assert torch.equal(outputs(copy, trained.x_test), outputs(model, trained.x_test))
     assert copy is not model
+
+
+def test_an_exported_sequential_net_needs_only_torch_to_load(trained):
+    model = build_model(SPEC, "sequential", seed=0).eval()
+    data = export_full_model(model)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        pickled = z.read(next(n for n in z.namelist() if n.endswith("/data.pkl")))
+    modules = {arg.split(" ")[0] for op, arg, _ in pickletools.genops(pickled) if op.name == "GLOBAL"}
+    assert modules and all(m.startswith(("torch", "collections", "__builtin__")) for m in modules), modules
+    copy = torch.load(io.BytesIO(data), weights_only=False)
+    assert [type(m) for m in copy] == [type(m) if type(m) is not MaxPool2d else nn.MaxPool2d for m in model]
+    assert torch.equal(outputs(copy, trained.x_test), outputs(model, trained.x_test))
 
 
 # --- the checkpoint list -----------------------------------------------------------------------

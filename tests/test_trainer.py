@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.checkpoint import CheckpointError
@@ -30,6 +31,7 @@ from core.trainer import (
     evaluate,
     lr_at,
     make_optimizer,
+    outside_autocast,
     recipe,
 )
 
@@ -117,6 +119,77 @@ def test_make_optimizer_builds_the_named_optimizer_with_its_settings(name):
         assert type(opt) is torch.optim.RMSprop and group["alpha"] == 0.95
     else:
         assert type(opt) is torch.optim.Adam and tuple(group["betas"]) == (0.85, 0.995)
+
+
+# --- precision ---------------------------------------------------------------------------------
+
+
+def test_bf16_autocast_trains_and_keeps_gray_first_conv_in_fp32(tiny_dataset):
+    trainer = Trainer(LENET_SPEC, tiny_dataset, cfg(precision="bf16", epochs=8, lr=0.01))
+    assert trainer.autocast_dtype == torch.bfloat16
+    assert trainer.fp32_layers == [trainer.model.conv1]  # the one conv on a single channel
+    dtypes = {}
+
+    def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:  # runs before the trainer's hook
+        dtypes.setdefault("conv1" if module is trainer.model.conv1 else "conv2", out.dtype)
+
+    for m in (trainer.model.conv1, trainer.model.conv2):
+        m.register_forward_hook(record)
+    for _ in trainer.run():
+        pass
+    assert dtypes == {"conv1": torch.float32, "conv2": torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # weights stay fp32
+    losses = [e.train_loss for e in trainer.history.epochs]
+    assert losses[-1] < 0.7 * losses[0]
+    assert not torch.is_autocast_enabled("cpu")
+    for m in trainer.model.modules():  # the trainer's hooks were removed after every step
+        assert not m._forward_pre_hooks
+    rgb = Trainer(LENET_SPEC.replace(in_channels=3), tiny_dataset, cfg(precision="bf16"))
+    fp32 = Trainer(LENET_SPEC, tiny_dataset, cfg(precision="fp32"))
+    assert rgb.fp32_layers == [] and fp32.fp32_layers == [] and fp32.autocast_dtype is None
+
+
+def test_outside_autocast_restores_autocast_even_when_the_layer_fails():
+    conv = nn.Conv2d(1, 4, 3)
+    net = nn.Sequential(conv, nn.Conv2d(4, 2, 3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with outside_autocast([conv]):
+            out = net(torch.rand(2, 1, 8, 8))
+            assert torch.is_autocast_enabled("cpu")
+            with pytest.raises(RuntimeError):
+                net(torch.rand(2, 3, 8, 8))  # wrong channel count: conv raises inside the hooks
+            assert torch.is_autocast_enabled("cpu")  # switched back on in spite of the error
+        assert out.dtype == torch.bfloat16
+        assert not conv._forward_hooks and not conv._forward_pre_hooks
+    reference = net[1](conv(torch.rand(2, 1, 8, 8)))  # outside the block: plain fp32, no hooks left
+    assert reference.dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_steps_match_pytorchs_reference_loop(name):
+    """Fused kernels where PyTorch has them, the same updates as the textbook per-tensor loop."""
+    config = cfg(optimizer=name, lr=0.01, momentum=0.8, alpha=0.95, weight_decay=0.01)
+    torch.manual_seed(0)
+    ours, ref = nn.Linear(20, 5), nn.Linear(20, 5)
+    ref.load_state_dict(ours.state_dict())
+    start = ours.weight.detach().clone()
+    opt = make_optimizer(ours, config)
+    ref_opt = {
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.01, weight_decay=0.01, foreach=False),
+        "momentum": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.8, weight_decay=0.01, foreach=False),
+        "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.95, weight_decay=0.01, foreach=False),
+        "adam": lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.01, foreach=False),
+    }[name](ref.parameters())
+    assert opt.param_groups[0].get("fused") is (name != "rmsprop" or None)
+    x, y = torch.randn(64, 20), torch.randint(0, 5, (64,))
+    for _ in range(10):
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            o.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            o.step()
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert (ours.weight - start).abs().max() > 1e-3  # the steps did move the weights
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
