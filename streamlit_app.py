@@ -146,10 +146,9 @@ def render_sidebar() -> None:
             )
         st.markdown("**Device**")
         slot = st.empty()
-        if _torch_ready():
+        _pending.slot = None if _torch_ready() else slot  # then filled once the page has rendered
+        if _pending.slot is None:
             slot.caption(_describe_device())
-        else:
-            _pending.slot = slot  # filled by fill_pending_device once the page has rendered
         st.markdown("**Current net**")
         spec = st.session_state.get("spec")
         st.caption(spec.describe() if spec else "LeNet-5 (default) — choose one on Build")
@@ -183,9 +182,9 @@ def device_options() -> list[str]:
 def main() -> None:
     import streamlit_app as shell  # the module the pages import: its state lasts as long as the process
 
-    shell.start_warm_up()
     nav = st.navigation([st.Page(str(ROOT / p), title=t, icon=i, default=(p == PAGES[0][0])) for p, t, i in PAGES])
     nav.run()
+    shell.start_warm_up()  # after the page: the import would compete with it for the GIL
     shell.fill_pending_device()
 
 

@@ -27,9 +27,11 @@ class AugmentConfig:
     contrast: float = 0.2
     color: float = 0.05
     # SIGNS photos all have the same pale wall; a webcam shows anything. Swap the wall (keyed from
-    # the border colour) for a random shaded colour in this fraction of images.
-    background_p: float = 0.5
+    # the border colour) for a random shaded colour in this fraction of images. LeNet, 40 epochs,
+    # seeds 0–2: at 0.5 other backgrounds scored 88–93 %, at 0.65 92–94 %, at 0.8 clean accuracy fell to 94–96 %.
+    background_p: float = 0.65
     background_key: float = 0.12
+    background_noise: float = 0.08  # the new backdrop's grain: noise std drawn from 0 to this
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
@@ -87,7 +89,7 @@ def _swap_background(x: torch.Tensor, generator: torch.Generator, cfg: AugmentCo
     ramp_x = torch.linspace(-0.5, 0.5, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w)
     ramp_y = torch.linspace(-0.5, 0.5, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1)
     shade = uniform(-0.4, 0.4, n, 1, 1, 1) * ramp_x + uniform(-0.4, 0.4, n, 1, 1, 1) * ramp_y
-    noise = torch.randn(n, c, h, w, generator=generator, device=x.device, dtype=x.dtype) * uniform(0, 0.08, n, 1, 1, 1)
+    noise = torch.randn(n, c, h, w, generator=generator, device=x.device, dtype=x.dtype) * uniform(0, cfg.background_noise, n, 1, 1, 1)
     other = (uniform(0.05, 0.95, n, c, 1, 1) + shade + noise).clamp(0, 1)
     m = mask * chosen
     return x * (1 - m) + other * m

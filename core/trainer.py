@@ -182,9 +182,9 @@ def recipe(arch: str) -> TrainConfig:
     if arch == "mlp":
         return TrainConfig(optimizer="adam", lr=0.003, weight_decay=1e-4, batch_size=64, epochs=40, augment=False)
     if arch == "lenet":
-        return TrainConfig(optimizer="adam", lr=0.01, weight_decay=5e-4, batch_size=64, epochs=30)
+        return TrainConfig(optimizer="adam", lr=0.01, weight_decay=5e-4, batch_size=64, epochs=40)
     if arch == "resnet50":
-        return TrainConfig(optimizer="adam", lr=0.001, weight_decay=1e-4, batch_size=32, epochs=20)
+        return TrainConfig(optimizer="adam", lr=0.002, weight_decay=1e-4, batch_size=64, epochs=30)
     raise ConfigError(f"no recipe for architecture {arch!r}")
 
 

@@ -237,7 +237,7 @@ def test_predict_with_a_missing_checkpoint_exits_2_in_process(images, tmp_path, 
 
 @pytest.mark.slow
 def test_lenet_on_signs_with_the_default_recipe_reaches_95_percent(data_dir, tmp_path):
-    # 30 epochs of 1,080 images: ~40 s on one CPU thread (one thread: a second one spin-waiting on
+    # 40 epochs of 1,080 images: ~40 s on one CPU thread (one thread: a second one spin-waiting on
     # a shared CPU makes it 5–10× slower).
     result = run_cli("core.train", ["--dataset", "signs", "--model", "lenet"], cli_env(tmp_path, data_dir),
                      timeout=1800)

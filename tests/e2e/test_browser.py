@@ -199,6 +199,8 @@ def test_deep_link_on_fresh_server(fresh_app, page, path, nav_label, title):
     assert [t.strip() for t in labels] == [p[1] for p in PAGES]
     expect(nav.filter(has_text=nav_label)).to_have_attribute("aria-current", "page")
     assert page.url.rstrip("/") == (fresh_app.url + path).rstrip("/")
+    # The Overview renders before torch has loaded; the sidebar's device line follows once it has.
+    expect(page.get_by_test_id("stSidebar")).to_contain_text(re.compile(r"Device\s*(CPU \(\d+ threads?\)|GPU: )"))
     assert_clean(page)
 
 
