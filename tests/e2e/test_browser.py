@@ -331,7 +331,7 @@ def test_predict_camera(app, camera_page, trained_checkpoint):
 
 def test_two_sessions_keep_separate_runs(app, new_page):
     """Two browser sessions train at once (an MLP each, chosen on Build and handed to Train with
-    "Use this net", 15 epochs); each session's Runs table lists its own run only."""
+    "Use this net", 100 epochs: long enough to overlap); each session's Runs table lists its own run only."""
     a, b = new_page(), new_page()
     for page, lr, seed in ((a, "0.00300", "1"), (b, "0.00200", "2")):
         open_page(page, app, "/build", "Build a net")
@@ -340,7 +340,7 @@ def test_two_sessions_keep_separate_runs(app, new_page):
         expect(page.locator("h1").first).to_have_text("Train", timeout=RENDER_TIMEOUT)
         wait_idle(page)
         expect(main(page).get_by_test_id("stCaptionContainer").first).to_contain_text("MLP")
-        set_number(page, "Epochs", "15")
+        set_number(page, "Epochs", "100")
         set_number(page, "Learning rate", lr)
         set_number(page, "Seed", seed)
     button(a, "Start").click()
@@ -359,7 +359,7 @@ def test_two_sessions_keep_separate_runs(app, new_page):
         assert rows[0][0].startswith("#1 MLP") and mine in rows[0][0], rows  # each session counts its own runs
         assert other not in " ".join(rows[0]), rows
         assert rows[0][header.index("status")] == "finished"
-        assert "step 255/255" in progress_text(page)  # 15 epochs of 17 batches: its own run, not the other's
+        assert "step 1700/1700" in progress_text(page)  # 100 epochs of 17 batches: its own run, not the other's
         assert_clean(page)
 
 
