@@ -1,14 +1,15 @@
 """Training throughput: the tutorial's own loop against core's Trainer, at the same settings.
 
 The tutorial's loop is a DataLoader over a TensorDataset (per-sample indexing, then collation of
-each batch) feeding a plain forward/backward/step. Core's trainer keeps the data on the device and
-indexes whole batches there. Both run the same net (LeNet-5 on SIGNS, gray; ResNet-50 on RGB) with
+each batch) feeding a plain forward/backward/step, on the net as the tutorial writes it (TorchLab's
+generated code). Core's trainer keeps the data on the device and indexes whole batches there. Both
+run the same net (LeNet-5 on SIGNS, gray; ResNet-50 on RGB) with
 Adam lr 1e-4, weight decay 0.01, batch 128, no augmentation, constant rate — alternately, in one
 process, so machine noise hits both alike. Then both train LeNet-5 for 30 epochs at those settings
 over three seeds and report test accuracy, to show the speed-ups (bf16, oneDNN pooling, fused
 Adam) leave the outcome the same.
 
-    python bench/bench_train.py [--data-dir DIR] [--rounds 3] [--resnet-steps 3] [--outcome-epochs 30] [--json out.json]
+    python bench/bench_train.py [--data-dir DIR] [--rounds 7] [--resnet-steps 5] [--outcome-epochs 30] [--json out.json]
 
 Prints a table and writes JSON (default bench/results/train.json).
 """
@@ -30,23 +31,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.data import load_dataset  # noqa: E402
 from core.device import describe_device, pick_device  # noqa: E402
-from core.nets import build_model  # noqa: E402
+from core.codegen import generate_code  # noqa: E402
+from core.nets import build_model, copy_weights  # noqa: E402
 from core.spec import default_spec  # noqa: E402
 from core.tensors import images_to_tensor  # noqa: E402
 from core.trainer import TrainConfig, Trainer, evaluate  # noqa: E402
 
+BATCH = 128
 TUTORIAL = TrainConfig(optimizer="adam", lr=1e-4, weight_decay=0.01, batch_size=128, schedule="constant",
                        augment=False, epochs=1, seed=0)
 
 
-def tutorial_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, max_steps: int | None, device,
-                  epochs: int = 1) -> float:
-    """The tutorial's loop; returns images per second over the steps run."""
-    loader = DataLoader(TensorDataset(x, y), batch_size=128, shuffle=True)
+def tutorial_net(spec, seed: int) -> torch.nn.Module:
+    """The net as the tutorial writes it — TorchLab's generated code, plain PyTorch layers (no oneDNN
+    pooling) — holding the same initial weights as core's net for ``seed``."""
+    namespace: dict = {}
+    exec(compile(generate_code(spec, "module"), "<tutorial net>", "exec"), namespace)
+    return copy_weights(build_model(spec, seed=seed), namespace["model"])
+
+
+def tutorial_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device, max_steps: int | None = None,
+                  epochs: int = 1) -> list[float]:
+    """The tutorial's loop; returns the seconds of each full-size step (fetching its batch included)."""
+    loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=0.01)
     model.train()
-    seen, t0 = 0, time.perf_counter()
+    times = []
     for _ in range(epochs):
+        t0 = time.perf_counter()
         for step, (xb, yb) in enumerate(loader):
             if max_steps is not None and step >= max_steps:
                 break
@@ -56,8 +68,11 @@ def tutorial_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, max_
             loss.backward()
             opt.step()
             loss.item()  # the tutorial logs the loss each step, which also syncs a GPU
-            seen += len(yb)
-    return seen / (time.perf_counter() - t0)
+            t1 = time.perf_counter()
+            if len(yb) == BATCH:
+                times.append(t1 - t0)
+            t0 = t1
+    return times
 
 
 def same_outcome(dataset, config: TrainConfig, epochs: int, seeds: range) -> dict:
@@ -70,8 +85,8 @@ def same_outcome(dataset, config: TrainConfig, epochs: int, seeds: range) -> dic
     tutorial, core = [], []
     for seed in seeds:
         torch.manual_seed(seed)  # the DataLoader's shuffling
-        model = build_model(spec, seed=seed).to(device)
-        tutorial_loop(model, x, y, None, device, epochs=epochs)
+        model = tutorial_net(spec, seed).to(device)
+        tutorial_loop(model, x, y, device, epochs=epochs)
         tutorial.append(evaluate(model, x_test, y_test).accuracy)
         trainer = Trainer(spec, dataset, config.replace(seed=seed, epochs=epochs))
         for _ in trainer.run():
@@ -81,40 +96,52 @@ def same_outcome(dataset, config: TrainConfig, epochs: int, seeds: range) -> dic
     return {"net": "LeNet-5", "epochs": epochs, "tutorial_test_acc": tutorial, "core_test_acc": core}
 
 
-def core_loop(spec, dataset, config: TrainConfig, max_steps: int | None) -> float:
-    """Core's trainer; returns training images per second (evaluation excluded, as above)."""
+def core_loop(spec, dataset, config: TrainConfig, max_steps: int | None) -> list[float]:
+    """Core's trainer; returns the seconds of each full-size step (evaluation excluded)."""
     trainer = Trainer(spec, dataset, config)
     steps = max_steps or len(trainer.batches)
-    seen, t0 = 0, time.perf_counter()
+    times, t0 = [], time.perf_counter()
     for _ in trainer.run():  # StepEvents only: we leave before the epoch's test pass
+        t1 = time.perf_counter()
         lo, hi = trainer.batches[(trainer.step - 1) % len(trainer.batches)]
-        seen += hi - lo
+        if hi - lo == BATCH:
+            times.append(t1 - t0)
         if trainer.step >= steps:
             break
-    return seen / (time.perf_counter() - t0)
+        t0 = t1
+    return times
 
 
 def compare(name: str, arch: str, dataset, rounds: int, max_steps: int | None, config: TrainConfig) -> dict:
+    """Images per second of each loop: batch size over the median step time, over all rounds.
+
+    Rounds alternate the two loops so drift in machine load hits both, and the median of many
+    steps keeps a burst of noise (this shared VM has them) from deciding the ratio. Each round's
+    first step is dropped from both: it includes oneDNN building its kernels.
+    """
     spec = default_spec(arch, dataset.num_classes)
     device = pick_device(config.device)
     x = images_to_tensor(dataset.x_train, spec.in_channels)
     y = torch.from_numpy(dataset.y_train)
     ours, theirs = [], []
-    for r in range(rounds):  # alternate so drift in machine load hits both
-        theirs.append(tutorial_loop(build_model(spec, seed=r).to(device), x, y, max_steps, device))
-        ours.append(core_loop(spec, dataset, config.replace(seed=r), max_steps))
-        print(f"  {name} round {r + 1}: tutorial {theirs[-1]:7.1f} img/s   core {ours[-1]:7.1f} img/s", file=sys.stderr)
-    t, o = statistics.median(theirs), statistics.median(ours)
+    for r in range(rounds):
+        t = tutorial_loop(tutorial_net(spec, r).to(device), x, y, device, max_steps)[1:]
+        o = core_loop(spec, dataset, config.replace(seed=r), max_steps)[1:]
+        theirs += t
+        ours += o
+        print(f"  {name} round {r + 1}: tutorial {BATCH / statistics.median(t):7.1f} img/s   "
+              f"core {BATCH / statistics.median(o):7.1f} img/s", file=sys.stderr)
+    t, o = BATCH / statistics.median(theirs), BATCH / statistics.median(ours)
     return {"net": name, "tutorial_img_s": t, "core_img_s": o, "ratio": o / t, "rounds": rounds,
-            "steps_per_round": max_steps or "1 epoch"}
+            "steps_timed": {"tutorial": len(theirs), "core": len(ours)}}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir")
     p.add_argument("--dataset", default="signs", choices=["signs", "synthetic"])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--resnet-steps", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--resnet-steps", type=int, default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--outcome-epochs", type=int, default=30, help="epochs of the accuracy comparison (0: skip it)")
     p.add_argument("--json", default=str(Path(__file__).resolve().parent / "results" / "train.json"))
