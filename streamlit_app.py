@@ -34,7 +34,7 @@ MAX_RUNS = 12  # run history kept per browser session; older runs are dropped wi
 # --- start-up ----------------------------------------------------------------------------------
 
 # Importing torch and the nets takes about 1.5 s, which the Overview does not need: they load in a
-# background thread from the first page view on, so that page renders at once and the others
+# background thread once the first page has rendered, so that page comes at once and the others
 # find them ready. A page that imports them sooner simply waits on Python's import lock.
 _warm_up = threading.Thread(target=lambda: __import__("core.inference"), name="torchlab-warm-up", daemon=True)
 _warm_up_lock = threading.Lock()
