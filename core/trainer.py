@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.augment import AugmentConfig, augment_batch
+from core.augment import augment_batch, augment_for
 from core.checkpoint import CheckpointError, save_checkpoint
 from core.data import Dataset
 from core.device import pick_device
@@ -345,7 +345,7 @@ class Trainer:
 
         self.shuffle_gen = torch.Generator().manual_seed(config.seed)
         self.augment_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1)
-        self.augment_config = AugmentConfig()
+        self.augment_config = augment_for(spec.arch)
         self.dropout_rng = _seeded_rng_state(config.seed + 2, self.device)
         self.history = History()
         self.lock = threading.Lock()  # guards history for readers in other threads
