@@ -237,7 +237,7 @@ def test_build_follows_options(app, page, screenshot_dir):
     assert_clean(page)
 
 
-EPOCHS = 6
+EPOCHS = 20  # long enough (about 25 s in the test server) that Stop lands mid-run
 # The Train page's default recipe for LeNet on SIGNS' 1,080 training images.
 TOTAL_STEPS = EPOCHS * math.ceil(1080 / recipe("lenet").batch_size)
 

@@ -143,7 +143,7 @@ def saved_checkpoint_options(page) -> list[str]:
 
 
 def test_four_sessions_at_once_each_get_their_own_results(app, new_page, saved_before, photos):
-    epochs = 3
+    epochs = 8  # long enough that both runs are still training when the predictions come
     trainers = [(new_page(), "Adam", "0.01000", "1"), (new_page(), "RMSprop", "0.00100", "2")]
     predictors = [(new_page(), photo, label) for photo, label in photos]
     for page, optimizer, lr, seed in trainers:
@@ -215,7 +215,7 @@ def test_closing_a_tab_while_it_trains_leaves_the_server_usable(app, browser, ne
 
 
 def test_a_run_stopped_mid_epoch_saves_a_checkpoint_that_loads(app, page, photos):
-    epochs = 4
+    epochs = 12  # long enough that Stop lands mid-run
     prepare_training(page, app, epochs)
     button(page, "Start").click()
     # At least one whole epoch (Save is offered from then on), then stop inside the next one.
