@@ -44,7 +44,7 @@ _pending = threading.local()  # this script run's device slot in the sidebar, wh
 def start_warm_up() -> None:
     """Start loading torch and ``core``'s nets in the background (once per process)."""
     with _warm_up_lock:
-        if not _warm_up.is_alive() and _warm_up.ident is None:
+        if _warm_up.ident is None:  # not started yet
             _warm_up.start()
 
 

@@ -40,6 +40,18 @@ def _skip_or_fail(reason: str, require_env: str) -> None:
     pytest.skip(reason)
 
 
+def import_expect():
+    """Playwright's ``expect``, for a test module's top level: without the package the module is
+    skipped, or fails where ``TORCHLAB_REQUIRE_BROWSER=1``."""
+    try:
+        from playwright.sync_api import expect
+    except ImportError:
+        if os.environ.get("TORCHLAB_REQUIRE_BROWSER") == "1":
+            raise
+        pytest.skip("the playwright package is not installed", allow_module_level=True)
+    return expect
+
+
 # --- real data -------------------------------------------------------------------------------
 
 

@@ -20,16 +20,11 @@ import numpy as np
 import pytest
 
 from core.trainer import recipe
-from tests.e2e.conftest import train_signs_lenet
+from tests.e2e.conftest import import_expect, train_signs_lenet
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-try:
-    from playwright.sync_api import expect
-except ImportError:
-    if os.environ.get("TORCHLAB_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is not installed", allow_module_level=True)
+expect = import_expect()
 
 PAGES = [  # (url path, navigation label, h1)
     ("/", "Overview", "TorchLab"),

@@ -18,26 +18,16 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-try:
-    from playwright.sync_api import expect
-except ImportError:
-    if os.environ.get("TORCHLAB_REQUIRE_BROWSER") == "1":
-        raise
-    pytest.skip("the playwright package is not installed", allow_module_level=True)
-
 from core.checkpoint import load_checkpoint
 from core.inference import predict_image
 from core.trainer import recipe
-from tests.e2e.conftest import VIEWPORT, start_server, train_signs_lenet
+from tests.e2e.conftest import VIEWPORT, import_expect, start_server, train_signs_lenet
 from tests.e2e.test_browser import (
     assert_clean,
     button,
@@ -52,6 +42,10 @@ from tests.e2e.test_browser import (
     wait_finished,
     wait_for,
 )
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+expect = import_expect()
 
 SAVED_BEFORE = "lenet-signs-before.pt"
 STEPS_PER_EPOCH = math.ceil(1080 / recipe("lenet").batch_size)  # SIGNS' 1,080 training photos
