@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from core.data import (
-    DATASETS, Dataset, DatasetPeek, available_datasets, best_hand_dataset, load_dataset, peek_dataset, resolve_data_dir,
+    Dataset, DatasetPeek, best_hand_dataset, list_datasets, load_dataset, peek_dataset, resolve_data_dir,
 )
 from core.spec import ModelSpec, default_spec
 
@@ -24,10 +24,12 @@ if TYPE_CHECKING:  # torch-backed modules load in the background (see start_warm
 ROOT = Path(__file__).resolve().parent
 PAGES = [
     ("pages/home.py", "Overview", ":material/home:"),
+    ("pages/data.py", "Data", ":material/photo_library:"),
     ("pages/build.py", "Build", ":material/construction:"),
     ("pages/train.py", "Train", ":material/monitoring:"),
     ("pages/predict.py", "Predict", ":material/back_hand:"),
 ]
+IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]  # what core.preprocess decodes
 MAX_RUNS = 12  # run history kept per browser session; older runs are dropped with their tensors
 
 
@@ -95,12 +97,40 @@ def get_checkpoint(path: str, mtime: float) -> Checkpoint:
     return load_checkpoint(path, name=Path(path).name)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _list_datasets(data_dir: str, include_broken: bool) -> list[DatasetPeek]:
+    return list_datasets(data_dir, include_broken=include_broken)
+
+
+def forget_data_caches() -> None:
+    """After a data set was added or replaced: every session must see the files as they are now."""
+    get_dataset.clear()
+    get_peek.clear()
+    _list_datasets.clear()
+
+
 def data_dir() -> str:
     return str(resolve_data_dir())
 
 
+def dataset_peeks(include_broken: bool = False) -> list[DatasetPeek]:
+    """Every data set here: the tutorial's files, the user's own sets, the built-in synthetic one
+    (and, with ``include_broken``, folders that cannot be used, each with its ``error``)."""
+    return _list_datasets(data_dir(), include_broken)
+
+
 def datasets_here() -> list[str]:
-    return available_datasets(data_dir())
+    return [p.key for p in dataset_peeks()]
+
+
+def kind_label(peek: DatasetPeek) -> str:
+    """What a data set is, in the words of the data tables."""
+    return {"synthetic": "synthetic (generated)", "hdf5": "real photos (tutorial HDF5)",
+            "folder": "real photos (image folder)"}.get(peek.kind, peek.kind)
+
+
+def dataset_title(key: str) -> str:
+    return next((p.title for p in dataset_peeks() if p.key == key), key)
 
 
 # --- per-session state -------------------------------------------------------------------------
@@ -132,9 +162,8 @@ def render_sidebar() -> None:
     with st.sidebar:
         st.markdown("### 🔥 TorchLab")
         st.caption("Learn PyTorch by doing: build, train, predict.")
-        here = datasets_here()
         st.markdown("**Data**")
-        real = [DATASETS[k].title for k in here if k != "synthetic"]
+        real = [p.title for p in dataset_peeks() if not p.synthetic]
         if real:
             st.success("Real data: " + ", ".join(real), icon=":material/database:")
         else:

@@ -5,6 +5,11 @@ and resize it (``prepare_image``), then convert it with ``core.tensors.images_to
 conversion training uses, so a photo reaches the net exactly as the training images did. The
 uint8 array it also returns is "what the net sees", for the app to show.
 
+``load_photo`` is the first two steps; image-folder data sets (``core.folders``) are made with it,
+so a training photo and a photo to predict become the same array. A net whose input size differs
+from its training images' (a 128-px ResNet trained on 64-px images) gets the photo made at the
+images' size and then resized by ``images_to_tensor``, exactly as the trainer resizes its data.
+
 Every way a file can be unusable ends in ``ImageError`` with a message meant for the user. Global
 PIL state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``, warning filters) is left alone because
 other code in the process may rely on it; our own limits are checked explicitly instead.
@@ -123,27 +128,48 @@ def prepare_image(image: Image.Image, size: int) -> np.ndarray:
     return np.array(small, dtype=np.uint8)  # np.array copies: torch wants a writable array
 
 
+def load_photo(source: bytes | str | os.PathLike | BinaryIO, size: int, name: str | None = None) -> np.ndarray:
+    """Decode a photo and make it a ``size``×``size``×3 uint8 array: ``load_image`` → ``prepare_image``.
+
+    The one way a photo becomes an image array, for a data set's training photos and for a photo
+    to predict alike. Raises ``ImageError`` for an unusable file.
+    """
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    # 2× the target keeps enough detail for the antialiased resize to do its job.
+    return prepare_image(load_image(source, name, min_side=2 * size), size)
+
+
 def preprocess_image(
     source: bytes | str | os.PathLike | BinaryIO,
     size: int = 64,
     channels: int = 3,
     name: str | None = None,
+    *,
+    image_size: int | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Turn a photo into the net's input.
 
-    ``load_image`` → ``prepare_image`` → ``images_to_tensor``. Returns the 1×C×``size``×``size``
-    float tensor in [0, 1] (``channels`` 3 = RGB, 1 = the training grayscale) and the
-    ``size``×``size``×3 uint8 array the tensor was made from, i.e. what the net sees.
-    Raises ``ImageError`` for an unusable file.
+    ``load_photo`` at ``image_size`` → ``images_to_tensor`` at ``size``. ``size`` is the net's
+    input side; ``image_size`` is the side of the images the net was trained on (default: the
+    same). When they differ, the photo is made exactly like a training image and then resized by
+    ``images_to_tensor`` exactly like the training batches, so a net built for 128 px and trained
+    on 64-px images sees a photo as it saw its data.
+
+    Returns the 1×C×``size``×``size`` float tensor in [0, 1] (``channels`` 3 = RGB, 1 = the
+    training grayscale) and the ``image_size``×``image_size``×3 uint8 array the tensor was made
+    from, i.e. the photo as a training image. Raises ``ImageError`` for an unusable file.
     """
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
+    if image_size is None:
+        image_size = size
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (gray) or 3 (RGB), got {channels}")
-    # 2× the target keeps enough detail for the antialiased resize to do its job.
-    image = load_image(source, name, min_side=2 * size)
-    array = prepare_image(image, size)
-    return images_to_tensor(array[None], channels), array
+    array = load_photo(source, image_size, name)
+    return images_to_tensor(array[None], channels, size=size), array
 
 
 # --- internals ---------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ import streamlit as st
 import torch
 
 from core.codegen import generate_code
-from core.data import DATASETS
 from core.nets import build_model, copy_weights
 from core.spec import ARCHS, ModelSpec, default_spec
 from core.summary import summarize
 from core.tensors import images_to_tensor
-from streamlit_app import current_dataset_key, current_spec, data_dir, datasets_here, get_dataset, page_setup, show_error
+from streamlit_app import (
+    current_dataset_key, current_spec, data_dir, dataset_title, datasets_here, get_dataset, page_setup, show_error,
+)
 
 page_setup("Build")
 
@@ -69,7 +70,7 @@ with st.container(border=True):
     options = datasets_here()
     if st.session_state["b_data"] not in options:
         st.session_state["b_data"] = options[0]
-    data_key = c2.selectbox("Data set (sets the classes)", options, format_func=lambda k: DATASETS[k].title, key="b_data",
+    data_key = c2.selectbox("Data set (sets the classes)", options, format_func=dataset_title, key="b_data",
                             help="The net's last layer has one output per class of this data set.")
     channels = c3.radio("Input", ["Gray", "RGB"], key="b_channels", horizontal=True,
                         help="Gray: one channel (0.299 R + 0.587 G + 0.114 B), as the tutorial's LeNet. RGB: three.")

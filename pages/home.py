@@ -1,8 +1,7 @@
 """Overview: what TorchLab does and what data it is using."""
 import streamlit as st
 
-from core.data import DatasetError, install_dataset_file
-from streamlit_app import best_hand_dataset, data_dir, datasets_here, get_dataset, get_peek, page_setup, show_error
+from streamlit_app import best_hand_dataset, data_dir, dataset_peeks, get_dataset, kind_label, page_setup
 
 page_setup("Overview")
 
@@ -37,11 +36,10 @@ for col, i in zip(st.columns(len(picks)), picks):
 
 st.subheader("Data in use")
 rows = []
-for key in datasets_here():
-    ds = get_peek(key, data_dir())
+for ds in dataset_peeks():
     rows.append({
         "data set": ds.title,
-        "kind": "synthetic (generated)" if ds.synthetic else "real photos",
+        "kind": kind_label(ds),
         "train": ds.n_train,
         "test": ds.n_test,
         "classes": ", ".join(ds.classes),
@@ -53,25 +51,9 @@ if len(rows) == 1:
         "Only the built-in **synthetic** finger-count set is available: rendered hands, not photos. "
         f"To use the tutorial's real data, put `train_signs.h5` and `test_signs.h5` (and "
         f"`train_catvnoncat.h5`, `test_catvnoncat.h5`) in `{data_dir()}` — or point `TORCHLAB_DATA_DIR` at "
-        "their folder — and restart.",
+        "their folder — or upload them on the Data page.",
         icon=":material/info:",
     )
 
-with st.expander("Add the real data files", expanded=len(rows) == 1):
-    st.write(
-        "Upload the tutorial's HDF5 files by their own names — `train_signs.h5`, `test_signs.h5`, "
-        f"`train_catvnoncat.h5`, `test_catvnoncat.h5`. Each is checked before it is stored in `{data_dir()}`."
-    )
-    files = st.file_uploader("HDF5 data files", type=["h5"], accept_multiple_files=True, key="h_data_upload")
-    if files and st.button("Check and add", type="primary", icon=":material/upload:"):
-        added = []
-        for f in files:
-            try:
-                added.append(install_dataset_file(f.name, f.getvalue(), data_dir()).name)
-            except DatasetError as e:
-                show_error(f"Not added: {e}")
-        if added:
-            get_dataset.clear()  # the cached sets must see the new files
-            get_peek.clear()
-            st.success(f"Added {', '.join(added)}. A data set appears once both its train and test files are here.",
-                       icon=":material/check:")
+st.page_link("pages/data.py", label="Add the tutorial's files, or teach it your own hand, on the Data page",
+             icon=":material/photo_library:")

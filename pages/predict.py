@@ -11,17 +11,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.checkpoint import Checkpoint, CheckpointError, checkpoint_dir, list_checkpoints, load_checkpoint
-from core.data import DATASETS
 from core.inference import evaluate_checkpoint, predict_image
 from core.preprocess import ImageError, load_image
 from core.spec import default_spec
 from core.tensors import GRAY_WEIGHTS
 from core.trainer import EpochEvent, Trainer, recipe
 from streamlit_app import (
-    best_hand_dataset, data_dir, datasets_here, get_checkpoint, get_dataset, get_peek, page_setup, show_error,
+    IMAGE_TYPES, best_hand_dataset, data_dir, dataset_title, datasets_here, get_checkpoint, get_dataset, get_peek,
+    page_setup, show_error,
 )
-
-IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]
 
 page_setup("Predict")
 
@@ -69,7 +67,7 @@ source = st.radio("Checkpoint", ["Saved runs", "Upload a checkpoint"], horizonta
 ckpt: Checkpoint | None = None
 if source == "Saved runs":
     if not saved:
-        best = DATASETS[best_hand_dataset(data_dir())].title
+        best = dataset_title(best_hand_dataset(data_dir()))
         st.info(f"No saved checkpoint yet. Train one on the Train page — or train the default LeNet-5 on {best} "
                 "right here (about 20 seconds on a laptop CPU).", icon=":material/info:")
         if st.button("Train the default LeNet now", type="primary", icon=":material/bolt:"):
@@ -83,7 +81,9 @@ if source == "Saved runs":
     name = st.selectbox("Saved checkpoint", names, key="p_checkpoint", help=f"Files in {checkpoint_dir()}")
     path = checkpoint_dir() / name
     try:
-        ckpt = get_checkpoint(str(path), path.stat().st_mtime)
+        mtime = path.stat().st_mtime
+        ckpt = get_checkpoint(str(path), mtime)
+        ckpt_id = f"{name}@{mtime}"  # names this checkpoint's content for the evaluation memo below
     except (CheckpointError, OSError) as e:
         show_error(f"This checkpoint can't be used: {e}")
         st.stop()
@@ -94,8 +94,9 @@ else:
         st.info("Upload a `.pt` checkpoint saved by TorchLab.", icon=":material/upload:")
         st.stop()
     data = upload.getvalue()
+    ckpt_id = hashlib.sha256(data).hexdigest()
     try:
-        ckpt = uploaded_checkpoint(hashlib.sha256(data).hexdigest(), upload.name, data)
+        ckpt = uploaded_checkpoint(ckpt_id, upload.name, data)
     except CheckpointError as e:
         show_error(f"Refused: {e}")
         st.stop()
@@ -109,11 +110,15 @@ with st.container(border=True):
     c.metric("Classes", len(ckpt.classes), help=", ".join(ckpt.classes))
 
 # --- the input ---------------------------------------------------------------------------------
+# A SIGNS-style net reads finger counts; a net fine-tuned on the user's own classes reads those.
+fingers = tuple(ckpt.classes) == tuple(str(i) for i in range(6))
+what = "0–5 fingers" if fingers else ", ".join(ckpt.classes)
 tab_upload, tab_camera = st.tabs(["Upload a photo", "Camera"])
 with tab_upload:
-    photo = st.file_uploader("A photo of a hand showing 0–5 fingers", type=IMAGE_TYPES, key="p_photo")
+    photo = st.file_uploader(f"A photo of a hand showing {'' if fingers else 'one of: '}{what}", type=IMAGE_TYPES,
+                             key="p_photo")
 with tab_camera:
-    snap = st.camera_input("Show 0–5 fingers to the camera", key="p_camera")
+    snap = st.camera_input(f"Show {'' if fingers else 'one of: '}{what} to the camera", key="p_camera")
 image_file = snap if snap is not None else photo
 
 if image_file is None:
@@ -149,11 +154,11 @@ if not here:
     st.stop()
 saved_key = ckpt.dataset.get("key")
 key = st.selectbox("Test data", here, index=here.index(saved_key) if saved_key in here else 0,
-                   format_func=lambda k: DATASETS[k].title, key="p_eval_data")
+                   format_func=dataset_title, key="p_eval_data")
 if st.button("Evaluate", icon=":material/fact_check:"):
-    st.session_state["p_report"] = (id(ckpt), key, evaluate_checkpoint(ckpt, get_dataset(key, data_dir())))
+    st.session_state["p_report"] = (ckpt_id, key, evaluate_checkpoint(ckpt, get_dataset(key, data_dir())))
 stored = st.session_state.get("p_report")
-if stored and stored[0] == id(ckpt) and stored[1] == key:
+if stored and stored[0] == ckpt_id and stored[1] == key:
     report = stored[2]
     ds = get_dataset(key, data_dir())
     m1, m2, m3 = st.columns(3)

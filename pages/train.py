@@ -10,12 +10,11 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.checkpoint import CheckpointError, EXPORT_WARNING, checkpoint_dir, export_full_model
-from core.data import DATASETS
 from core.inference import confusion_matrix
 from core.jobs import RUNNING, STOPPING, TrainingJob
 from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, recipe
 from streamlit_app import (
-    MAX_RUNS, current_dataset_key, current_spec, data_dir, datasets_here, device_options, get_dataset, get_peek, page_setup,
+    MAX_RUNS, current_dataset_key, current_spec, data_dir, dataset_title, datasets_here, device_options, get_dataset, get_peek, page_setup,
     runs, show_error,
 )
 
@@ -142,7 +141,7 @@ with st.container(border=True):
     if not matching:
         show_error(f"No data set here has {spec.num_classes} classes for this net. Choose a data set on the Build page.")
         st.stop()
-    dataset_key = c1.selectbox("Data set", matching, format_func=lambda k: DATASETS[k].title, key="t_dataset",
+    dataset_key = c1.selectbox("Data set", matching, format_func=dataset_title, key="t_dataset",
                                disabled=busy, help="Only data sets with as many classes as the net's outputs are offered.")
     optimizer = c2.selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="t_optimizer", disabled=busy,
                              help="How the gradient turns into a weight update.")
@@ -247,7 +246,7 @@ if history:
         table.append({
             "run": r["name"], "status": status, "epochs": m.get("epochs", 0), "train acc": m.get("train_acc"),
             "test acc": m.get("test_acc"), "seconds": m.get("seconds"), "saved as": r["checkpoint"] or "",
-            "settings": r["config"].describe(), "data": DATASETS[r["dataset"]].title,
+            "settings": r["config"].describe(), "data": dataset_title(r["dataset"]),
         })
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "train acc": st.column_config.ProgressColumn(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -150,3 +151,65 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- the app under Streamlit's AppTest (tests/test_app_*.py; helpers in tests/apptest.py) ---------
+# Imported here, not at the top: only the app tests need Streamlit.
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Empty data dir (→ synthetic set) and an empty checkpoint dir, with fresh Streamlit caches."""
+    from tests.apptest import clear_caches
+
+    data, ckpt = tmp_path / "data", tmp_path / "checkpoints"
+    data.mkdir()
+    ckpt.mkdir()
+    monkeypatch.setenv("TORCHLAB_DATA_DIR", str(data))
+    monkeypatch.setenv("TORCHLAB_CHECKPOINT_DIR", str(ckpt))
+    clear_caches()
+    yield SimpleNamespace(data=data, ckpt=ckpt, tmp=tmp_path, monkeypatch=monkeypatch)
+    clear_caches()
+
+
+@pytest.fixture
+def steady_server(monkeypatch):
+    """Every AppTest run as on a server where ``st.navigation`` already ran (see the module doc)."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture
+def apps(steady_server):
+    """Makes AppTests; stops any training job they left running when the test ends."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.apptest import ROOT, RUN_TIMEOUT, assert_clean, state
+
+    made: list[AppTest] = []
+
+    def make(page: str | None = None, **session) -> AppTest:
+        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=RUN_TIMEOUT)
+        for key, value in session.items():
+            at.session_state[key] = value
+        made.append(at)
+        at.run()
+        assert_clean(at)
+        if page is not None:
+            at.switch_page(page)
+            at.run()
+        return at
+
+    yield make
+    for at in made:
+        for run in state(at, "runs", []):
+            if run.get("job") is not None:
+                run["job"].stop(timeout=60)
+

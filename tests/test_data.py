@@ -1,7 +1,9 @@
 """Loading the tutorial's HDF5 files, refusing broken ones, and turning images into tensors."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import io
 from pathlib import Path
 
 import h5py
@@ -12,11 +14,20 @@ import torch
 from core.data import (
     DATA_DIR_ENV,
     DEFAULT_DATA_DIR,
+    Dataset,
     DatasetError,
+    DatasetPeek,
     available_datasets,
+    export_h5,
+    h5_bytes,
+    list_datasets,
     load_dataset,
     load_h5_split,
+    peek_dataset,
     resolve_data_dir,
+    sanitize_class_name,
+    sanitize_set_name,
+    user_set_path,
 )
 from core.tensors import GRAY_WEIGHTS, images_to_tensor
 
@@ -40,6 +51,7 @@ def test_signs_loader_matches_the_file(data_dir: Path) -> None:
     assert ds.x_train.shape == (1080, 64, 64, 3) and ds.x_test.shape == (120, 64, 64, 3)
     assert np.bincount(ds.y_train).tolist() == [180] * 6
     assert ds.num_classes == 6 and ds.image_size == 64 and not ds.synthetic
+    assert ds.kind == "hdf5" and ds.skipped == ()
     assert "real" in ds.describe() and "1080 train" in ds.describe()
 
 
@@ -53,7 +65,12 @@ def test_cats_classes_decode(cats_data_dir: Path) -> None:
 def test_available_datasets_with_the_real_dir(cats_data_dir: Path) -> None:
     keys = available_datasets(cats_data_dir)
     assert {"signs", "cats"} <= set(keys)
-    assert keys[-1] == "synthetic"
+    assert keys[:2] == ["signs", "cats"] and keys[-1] == "synthetic"
+    peeks = {p.key: p for p in list_datasets(cats_data_dir)}
+    assert (peeks["signs"].n_train, peeks["signs"].n_test, peeks["signs"].kind) == (1080, 120, "hdf5")
+    assert peeks["cats"].classes == ("non-cat", "cat")
+    assert peeks["synthetic"].kind == "synthetic" and peeks["synthetic"].synthetic
+    assert peek_dataset("signs", cats_data_dir) == peeks["signs"]
 
 
 def test_available_datasets_with_an_empty_dir(tmp_path: Path) -> None:
@@ -222,6 +239,8 @@ def test_train_and_test_disagree(tmp_path: Path) -> None:
 def test_unknown_dataset_key() -> None:
     with pytest.raises(DatasetError, match="imagenet"):
         load_dataset("imagenet")
+    with pytest.raises(DatasetError, match="imagenet"):
+        peek_dataset("imagenet")
 
 
 def test_data_dir_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,10 +267,121 @@ def test_synthetic_dataset() -> None:
     except Exception as e:  # being written elsewhere; only test it once it imports
         pytest.skip(f"core.synthetic not importable: {e}")
     ds = load_dataset("synthetic")
-    assert ds.synthetic and "SYNTHETIC" in ds.describe()
+    assert ds.synthetic and ds.kind == "synthetic" and "SYNTHETIC" in ds.describe()
     assert ds.x_train.dtype == np.uint8 and ds.x_train.ndim == 4 and ds.x_train.shape[-1] == 3
     assert len(ds.x_train) == len(ds.y_train) and len(ds.x_test) == len(ds.y_test)
     assert ds.y_train.min() >= 0 and ds.y_train.max() < ds.num_classes
+
+
+# --- the Dataset type ---------------------------------------------------------------------------
+
+
+def test_dataset_kind_defaults_and_checks(make_tiny_dataset) -> None:
+    tiny = make_tiny_dataset()
+    assert tiny.synthetic and tiny.kind == "synthetic"  # built with synthetic=True only
+    args = {"key": "k", "title": "t", "classes": ("a", "b"), "x_train": tiny.x_train, "y_train": tiny.y_train % 2,
+            "x_test": tiny.x_test, "y_test": tiny.y_test % 2, "source": "s"}
+    assert Dataset(**args).kind == "hdf5" and Dataset(**args).skipped == ()
+    folder = Dataset(**args, kind="folder", skipped=('"a/x.txt": not an image', '"b/y.jpg" is damaged'))
+    assert "real photos (image folder), 2 files skipped — s" in folder.describe()
+    with pytest.raises(ValueError, match="kind"):
+        Dataset(**args, kind="zip")
+
+
+def test_peek_keeps_its_positional_fields() -> None:
+    peek = DatasetPeek("k", "t", ("a", "b"), 3, 1, "src", False)
+    assert peek.kind == "hdf5" and peek.skipped == () and peek.error is None and peek.usable and peek.path is None
+
+
+def test_with_class_order_on_the_real_file(data_dir: Path) -> None:
+    ds = load_dataset("signs", data_dir)
+    rev = ds.with_class_order(["5", "4", "3", "2", "1", "0"])
+    np.testing.assert_array_equal(rev.y_train, 5 - ds.y_train)
+    np.testing.assert_array_equal(rev.y_test, 5 - ds.y_test)
+    assert rev.x_train is ds.x_train
+    with pytest.raises(DatasetError, match="class order"):
+        ds.with_class_order(["0", "1", "2", "3", "4", "6"])
+
+
+def test_with_class_order_on_the_cached_read_only_synthetic_set() -> None:
+    ds = load_dataset("synthetic")
+    order = list(reversed(ds.classes))
+    rev = ds.with_class_order(order)
+    assert [rev.classes[y] for y in rev.y_train[:50]] == [ds.classes[y] for y in ds.y_train[:50]]
+    assert load_dataset("synthetic").classes == ds.classes  # the cached set is untouched
+
+
+# --- names of users' sets and classes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, clean", [
+    ("my hand", "my-hand"), ("  rock  paper ", "rock-paper"), ("Set_2", "Set_2"), ("é-set", "é-set"), ("x" * 64, "x" * 64),
+])
+def test_sanitize_set_name_accepts(name: str, clean: str) -> None:
+    assert sanitize_set_name(name) == clean
+
+
+@pytest.mark.parametrize("name, says", [
+    ("", "empty"), ("   ", "empty"), ("a/b", "'/'"), ("..", "'.'"), ("../etc", "'/'"), ("a\\b", "'\\\\'"),
+    ("nul\x00", "\\x00"), ("esc\x1b[1m", "\\x1b"), ("x" * 65, "65 characters"), ("-rf", "start with a letter"),
+    ("_x", "start with a letter"), ("a.b", "'.'"),
+])
+def test_sanitize_set_name_refuses(name: str, says: str) -> None:
+    with pytest.raises(DatasetError) as info:
+        sanitize_set_name(name)
+    message = str(info.value)
+    assert says in message, message
+    assert "\x00" not in message and "\x1b" not in message
+
+
+@pytest.mark.parametrize("name, clean", [
+    ("rock", "rock"), ("thumbs up", "thumbs-up"), ("0", "0"), ("5", "5"), ("_background", "_background"),
+])
+def test_sanitize_class_name(name: str, clean: str) -> None:
+    assert sanitize_class_name(name) == clean
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..", "tab\there\n", "x" * 65, "<script>"])
+def test_sanitize_class_name_refuses(name: str) -> None:
+    with pytest.raises(DatasetError, match="class name"):
+        sanitize_class_name(name)
+
+
+def test_user_set_path(tmp_path: Path) -> None:
+    assert user_set_path("my hand", tmp_path) == tmp_path / "my-hand"
+    for reserved in ("signs", "Cats", "catvnoncat", "SYNTHETIC"):
+        with pytest.raises(DatasetError, match="built-in"):
+            user_set_path(reserved, tmp_path)
+    with pytest.raises(DatasetError):
+        user_set_path("../outside", tmp_path)
+
+
+# --- writing the tutorial's layout -------------------------------------------------------------
+
+
+def test_export_h5_of_a_crafted_set(tmp_path: Path, make_tiny_dataset) -> None:
+    tiny = make_tiny_dataset(size=16, num_classes=3)
+    train_path, test_path = export_h5(tiny, tmp_path / "out", "tiny")
+    assert train_path == tmp_path / "out" / "train_tiny.h5" and test_path == tmp_path / "out" / "test_tiny.h5"
+    for path, split, x, y in ((train_path, "train", tiny.x_train, tiny.y_train), (test_path, "test", tiny.x_test, tiny.y_test)):
+        got_x, got_y, classes = load_h5_split(path, split)
+        np.testing.assert_array_equal(got_x, x)
+        np.testing.assert_array_equal(got_y, y)
+        assert classes == tiny.classes
+        with h5py.File(path) as f:
+            assert sorted(f.keys()) == sorted([f"{split}_set_x", f"{split}_set_y", "list_classes"])
+            assert f["list_classes"][()].tolist() == [b"bar", b"column", b"diagonal"]
+    assert [h5py.File(io.BytesIO(b), "r")["list_classes"][()].tolist() for b in h5_bytes(tiny)] == [[b"bar", b"column", b"diagonal"]] * 2
+
+
+def test_export_h5_refuses_what_load_h5_split_would(tmp_path: Path, make_tiny_dataset) -> None:
+    tiny = make_tiny_dataset(size=16)
+    empty_test = dataclasses.replace(tiny, x_test=tiny.x_test[:0], y_test=tiny.y_test[:0])
+    with pytest.raises(DatasetError, match="test_set_x"):
+        export_h5(empty_test, tmp_path, "x")
+    with pytest.raises(DatasetError, match="test_set_x"):
+        h5_bytes(empty_test)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- images_to_tensor --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from core.preprocess import (
     MIN_SIDE,
     ImageError,
     load_image,
+    load_photo,
     prepare_image,
     preprocess_image,
 )
@@ -308,3 +309,79 @@ def test_bomb_warning_as_error_is_still_an_image_error():
         warnings.simplefilter("error")
         with pytest.raises(ImageError, match="big.png"):
             preprocess_image(png_declaring(10000, 10000), name="big.png")
+
+
+# --- one photo path for training and prediction, at every input size ---------------------------
+
+
+def phone_photo(size: tuple[int, int] = (640, 480), seed: int = 0) -> bytes:
+    """A JPEG with fine detail and hard edges: resizing it two different ways gives different pixels."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    a = rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    im = Image.fromarray(a)
+    im.paste((250, 250, 250), (w // 3, h // 4, w // 3 + 40, h // 4 + 200))
+    return encode(im, "JPEG", quality=92)
+
+
+def test_load_photo_is_load_image_then_prepare_image():
+    data = phone_photo()
+    for size in (16, 64, 128):
+        expected = prepare_image(load_image(data, min_side=2 * size), size)
+        assert np.array_equal(load_photo(data, size), expected)
+    with pytest.raises(ValueError):
+        load_photo(data, 0)
+
+
+@pytest.mark.parametrize("size", [8, 64, 128])
+def test_prepare_image_of_a_prepared_image_is_the_identity(size):
+    # An image folder written from an HDF5 set must load back as the same arrays.
+    a = np.random.default_rng(size).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    assert np.array_equal(prepare_image(Image.fromarray(a), size), a)
+    assert np.array_equal(load_photo(encode(Image.fromarray(a), "PNG"), size), a)
+
+
+@pytest.mark.parametrize("net_size", [64, 128])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_photo_reaches_the_net_as_its_training_photos_did(tmp_path, net_size, channels):
+    """The same photo, once in an image folder the trainer trains on, once given to predict."""
+    from core.folders import load_image_folder
+    from core.spec import ModelSpec
+    from core.trainer import TrainConfig, Trainer
+
+    photo = phone_photo()
+    root = tmp_path / "set"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "photo.jpg").write_bytes(photo)  # a class of one image: always in the training split
+    for i in range(3):
+        (root / "b").mkdir(exist_ok=True)
+        (root / "b" / f"{i}.jpg").write_bytes(phone_photo((300, 400), seed=i + 1))
+    ds = load_image_folder(root, image_size=64)
+    (index,) = np.flatnonzero(ds.y_train == 0)
+
+    spec = ModelSpec("lenet", 2, in_channels=channels, input_size=net_size)
+    trainer = Trainer(spec, ds, TrainConfig(augment=False, device="cpu", epochs=1, batch_size=0))
+    trained = trainer.x_train[index].contiguous()  # the tensor training feeds the net
+
+    x, seen = preprocess_image(photo, size=net_size, channels=channels, image_size=ds.image_size)
+    assert x.shape == (1, channels, net_size, net_size)
+    assert np.array_equal(seen, ds.x_train[index])  # the photo as a training image
+    torch.testing.assert_close(x[0], trained, rtol=0, atol=1e-6)
+
+    if net_size != ds.image_size:
+        # The old way, straight to the net's size, is a different picture from the one it trained on.
+        direct, _ = preprocess_image(photo, size=net_size, channels=channels)
+        assert (direct[0] - trained).abs().max() > 0.05
+
+
+def test_image_size_defaults_to_the_net_size():
+    data = phone_photo()
+    x, arr = preprocess_image(data, size=96)
+    x2, arr2 = preprocess_image(data, size=96, image_size=96)
+    assert arr.shape == (96, 96, 3) and torch.equal(x, x2) and np.array_equal(arr, arr2)
+    assert torch.equal(x, images_to_tensor(load_photo(data, 96)[None], 3))
+    x3, arr3 = preprocess_image(data, size=96, image_size=64)
+    assert arr3.shape == (64, 64, 3) and x3.shape == (1, 3, 96, 96)
+    assert torch.equal(x3, images_to_tensor(arr3[None], 3, size=96))
+    with pytest.raises(ValueError, match="image_size"):
+        preprocess_image(data, size=64, image_size=0)

@@ -1,0 +1,186 @@
+"""A data set in the making: photos the user takes or uploads per class, kept in memory until saved.
+
+The Data page keeps one :class:`CaptureSet` per browser session, so captures belong to that session
+only until the user saves them. Saving writes the usual image-folder layout (``ROOT/<class>/*.jpg``)
+into the data directory, atomically, where :func:`core.data.load_dataset` finds it like any other set.
+
+Every photo is checked on the way in by :func:`core.preprocess.load_image` (the decoder prediction
+uses) and stored upright, as RGB, downscaled to at most :data:`STORED_SIDE` pixels: large enough for
+every input size a net can have, small enough that a session's captures stay bounded in memory.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.data import DatasetError, sanitize_class_name, user_set_path
+from core.preprocess import load_image, prepare_image
+
+DEFAULT_CLASSES: tuple[str, ...] = ("0", "1", "2", "3", "4", "5")  # finger counts: a SIGNS net keeps its head
+MAX_CLASSES = 20
+MAX_PER_CLASS = 200
+MAX_TOTAL_BYTES = 64 * 1024 * 1024  # of stored (re-encoded) images, per session
+MIN_SIDE = 32  # smaller than this a photo holds no hand worth learning from
+STORED_SIDE = 512  # the longest side kept: nets take at most 512 px
+THUMB_SIDE = 96
+JPEG_QUALITY = 92
+
+
+class CaptureError(ValueError):
+    """A capture that cannot be taken (a limit reached, an unknown class); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class CapturedImage:
+    """One stored photo: its JPEG bytes (upright RGB, ≤ STORED_SIDE px) and a square thumbnail."""
+
+    id: str
+    name: str
+    data: bytes
+    thumbnail: np.ndarray  # THUMB_SIDE×THUMB_SIDE×3 uint8, centre crop as the net will see it
+
+
+@dataclass
+class CaptureSet:
+    """Photos per class, in memory; :meth:`save` turns them into an image folder on disk."""
+
+    classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
+    images: dict[str, list[CapturedImage]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.set_classes(self.classes)
+
+    # --- classes ---------------------------------------------------------------------------------
+
+    def set_classes(self, names: list[str] | tuple[str, ...]) -> list[str]:
+        """Rename/replace the class list. Images of a class that stays are kept; those of a class
+        that is dropped are discarded, so the page asks before dropping a class that has images.
+
+        Raises :class:`CaptureError` for fewer than 2 or more than :data:`MAX_CLASSES` classes, a
+        duplicate, or a name that cannot be a folder name.
+        """
+        clean: list[str] = []
+        for raw in names:
+            raw = str(raw).strip()
+            if not raw:
+                continue
+            try:
+                name = sanitize_class_name(raw)
+            except DatasetError as e:
+                raise CaptureError(str(e)) from None
+            if name in clean:
+                raise CaptureError(f"class {name!r} is listed twice; give every class its own name")
+            clean.append(name)
+        if not 2 <= len(clean) <= MAX_CLASSES:
+            raise CaptureError(f"a data set needs 2–{MAX_CLASSES} classes; got {len(clean)}")
+        self.classes = clean
+        self.images = {c: list(self.images.get(c, [])) for c in clean}
+        return clean
+
+    def dropped_by(self, names: list[str]) -> list[str]:
+        """Classes with images that :meth:`set_classes` with ``names`` would discard."""
+        keep = {str(n).strip() for n in names}
+        return [c for c in self.classes if self.images.get(c) and c not in keep]
+
+    # --- images ----------------------------------------------------------------------------------
+
+    def add(self, class_name: str, source: bytes, name: str = "photo") -> CapturedImage:
+        """Check and store one photo under ``class_name``.
+
+        Raises :class:`core.preprocess.ImageError` for a file that is not a usable image, and
+        :class:`CaptureError` for an unknown class, a photo under :data:`MIN_SIDE` pixels, or a
+        full class or session.
+        """
+        if class_name not in self.images:
+            raise CaptureError(f"no class {class_name!r}; the classes are {', '.join(self.classes)}")
+        if len(self.images[class_name]) >= MAX_PER_CLASS:
+            raise CaptureError(f"class {class_name!r} already has {MAX_PER_CLASS} photos, the most a class can hold")
+        image = load_image(source, name, min_side=STORED_SIDE)
+        if min(image.size) < MIN_SIDE:
+            w, h = image.size
+            raise CaptureError(f"{name} is only {w}×{h} pixels; photos must be at least {MIN_SIDE}×{MIN_SIDE}")
+        image.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=JPEG_QUALITY)
+        data = buf.getvalue()
+        if self.total_bytes + len(data) > MAX_TOTAL_BYTES:
+            raise CaptureError(
+                f"this session's photos would pass {MAX_TOTAL_BYTES // 2**20} MB; save the set, or delete some photos"
+            )
+        item = CapturedImage(uuid.uuid4().hex[:12], name, data, prepare_image(image, THUMB_SIDE))
+        self.images[class_name].append(item)
+        return item
+
+    def remove(self, class_name: str, image_id: str) -> bool:
+        """Delete one photo; False if it was not there (already deleted in another rerun)."""
+        items = self.images.get(class_name, [])
+        kept = [i for i in items if i.id != image_id]
+        self.images[class_name] = kept
+        return len(kept) != len(items)
+
+    def clear(self) -> None:
+        self.images = {c: [] for c in self.classes}
+
+    def counts(self) -> dict[str, int]:
+        return {c: len(self.images[c]) for c in self.classes}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts().values())
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(len(i.data) for items in self.images.values() for i in items)
+
+    def problems(self) -> list[str]:
+        """What stops the set from being saved and trained on (empty when it is ready)."""
+        out = [f"class {c!r} has no photo" for c, n in self.counts().items() if n == 0]
+        if not out and self.total < 2 * len(self.classes):
+            out.append("take at least two photos per class (one can go to the test split)")
+        return out
+
+    # --- saving ----------------------------------------------------------------------------------
+
+    def save(self, name: str, data_dir: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
+        """Write the photos as ``<data dir>/<name>/<class>/<n>.jpg`` and return that folder.
+
+        The folder is written beside its target under a temporary name and renamed into place, so a
+        failure leaves nothing half-written and never damages a set saved earlier. An existing set
+        of that name is replaced only with ``overwrite``. Raises :class:`CaptureError` when the set
+        is not ready (see :meth:`problems`) and :class:`core.data.DatasetError` for a bad name.
+        """
+        if problems := self.problems():
+            raise CaptureError("not saved: " + "; ".join(problems))
+        target = user_set_path(name, data_dir)
+        if target.exists() and not overwrite:
+            raise CaptureError(f"a data set called {target.name!r} exists already; choose another name or replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            for c in self.classes:
+                folder = tmp / c
+                folder.mkdir()
+                for n, item in enumerate(self.images[c]):
+                    with open(folder / f"{n:04d}.jpg", "wb") as f:
+                        f.write(item.data)
+                        f.flush()
+                        os.fsync(f.fileno())
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:6]}")
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target

@@ -1,0 +1,193 @@
+"""Data: every data set TorchLab can train on, and your own, made from your camera or your files."""
+import streamlit as st
+
+from core.capture import (
+    MAX_CLASSES, MAX_PER_CLASS, MAX_TOTAL_BYTES, MIN_SIDE, CaptureError, CaptureSet,
+)
+from core.data import DatasetError, h5_bytes, install_dataset_file, load_dataset, zip_folder
+from core.preprocess import ImageError
+from streamlit_app import (
+    IMAGE_TYPES, data_dir, dataset_peeks, forget_data_caches, kind_label, page_setup, show_error,
+)
+
+THUMBS_PER_ROW = 8
+
+page_setup("Data")
+
+
+def captures() -> CaptureSet:
+    """This browser session's photos; another session never sees them."""
+    return st.session_state.setdefault("d_captures", CaptureSet())
+
+
+def fresh_key(name: str) -> str:
+    """A widget key that changes after each use, so the camera goes live again and the uploader empties."""
+    return f"{name}_{st.session_state.get(name + '_n', 0)}"
+
+
+def renew(name: str) -> None:
+    st.session_state[name + "_n"] = st.session_state.get(name + "_n", 0) + 1
+
+
+def add_photos(cs: CaptureSet, target: str, files: list) -> None:
+    added, refused = 0, []
+    for f in files:
+        try:
+            cs.add(target, f.getvalue(), f.name)
+            added += 1
+        except (ImageError, CaptureError) as e:
+            refused.append(str(e))
+    st.session_state["d_flash"] = (added, target, refused)
+
+
+def apply_classes() -> None:
+    cs, text = captures(), st.session_state["d_classes_text"]
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if dropped := cs.dropped_by(names):
+        st.session_state["d_class_error"] = (f"Class {', '.join(dropped)} still has photos: delete them first, "
+                                             "or keep the class.")
+        st.session_state["d_classes_text"] = ", ".join(cs.classes)
+        return
+    try:
+        cs.set_classes(names)
+    except CaptureError as e:
+        st.session_state["d_class_error"] = str(e)
+    st.session_state["d_classes_text"] = ", ".join(cs.classes)  # the list in force, as the set normalised it
+
+
+st.title("Data")
+st.caption("The data sets TorchLab can train on — the built-in one, the tutorial's files when they are here, "
+           "and your own photos.")
+
+# --- what is here ------------------------------------------------------------------------------
+peeks = dataset_peeks(include_broken=True)
+st.dataframe([{
+    "data set": p.title,
+    "kind": kind_label(p),
+    "train": p.n_train, "test": p.n_test, "classes": ", ".join(p.classes), "source": p.source,
+    "notes": p.error or (f"{len(p.skipped)} files skipped" if p.skipped else ""),
+} for p in peeks], hide_index=True, width="stretch")
+for p in peeks:
+    if p.error:
+        st.warning(f"**{p.title}** can't be used: {p.error}", icon=":material/warning:")
+    elif p.skipped:
+        with st.expander(f"{p.title}: {len(p.skipped)} files skipped"):
+            st.text("\n".join(p.skipped[:200]))
+peeks = [p for p in peeks if p.usable]
+
+# --- teach it your hand ------------------------------------------------------------------------
+cs = captures()
+st.subheader("Teach it your hand")
+st.markdown(
+    "Show the net **your** hand: take a few photos per class with the camera (each snapshot adds one) or upload "
+    "them, save the set, then fine-tune a saved net on it from the **Train** page. Five photos per class already "
+    "help; more, in different places and light, help more. Keep the classes `0`–`5` (fingers raised) and a "
+    "SIGNS net keeps its trained head — or name your own classes (rock, paper, scissors…)."
+)
+st.session_state.setdefault("d_classes_text", ", ".join(cs.classes))
+st.text_input("Classes, separated by commas", key="d_classes_text", on_change=apply_classes,
+              help=f"2–{MAX_CLASSES} names; letters, digits, spaces, - and _.")
+if class_error := st.session_state.pop("d_class_error", None):
+    show_error(class_error)
+
+counts = cs.counts()
+target = st.radio("Add photos to class", cs.classes, horizontal=True, key="d_target",
+                  format_func=lambda c: f"{c} ({counts[c]})")
+tab_camera, tab_upload = st.tabs(["Camera", "Upload"])
+with tab_camera:
+    snap = st.camera_input(f"Show class {target} to the camera", key=fresh_key("d_camera"))
+    if snap is not None:
+        add_photos(cs, target, [snap])
+        renew("d_camera")
+        st.rerun()
+with tab_upload:
+    files = st.file_uploader(f"Photos of class {target}", type=IMAGE_TYPES, accept_multiple_files=True,
+                             key=fresh_key("d_upload"))
+    if files and st.button(f"Add {len(files)} photo{'s' * (len(files) != 1)} to class {target}", type="primary",
+                           icon=":material/add_photo_alternate:"):
+        add_photos(cs, target, files)
+        renew("d_upload")
+        st.rerun()
+if flash := st.session_state.pop("d_flash", None):
+    added, to, refused = flash
+    if added:
+        st.success(f"Added {added} photo{'s' * (added != 1)} to class {to}.", icon=":material/check:")
+    for message in refused:
+        show_error(f"Not added: {message}")
+st.caption(f"Limits: {MAX_PER_CLASS} photos per class, {MAX_TOTAL_BYTES // 2**20} MB per session, photos at least "
+           f"{MIN_SIDE}×{MIN_SIDE} px (stored at most 512 px a side). Until you save them, your photos live in this "
+           "browser tab only.")
+
+for c in cs.classes:
+    items = cs.images[c]
+    with st.expander(f"Class {c} — {len(items)} photo{'s' * (len(items) != 1)}", expanded=bool(items)):
+        if not items:
+            st.caption("No photo yet.")
+        for row in range(0, len(items), THUMBS_PER_ROW):
+            for col, item in zip(st.columns(THUMBS_PER_ROW), items[row:row + THUMBS_PER_ROW]):
+                col.image(item.thumbnail, width="stretch")
+                if col.button("Delete", key=f"d_del_{item.id}", icon=":material/delete:", type="tertiary"):
+                    cs.remove(c, item.id)
+                    st.rerun()
+
+with st.container(border=True):
+    n1, n2, n3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    name = n1.text_input("Name of the set", key="d_name", placeholder="my-hand",
+                         help="Saved as an image folder in the data directory: <name>/<class>/*.jpg.")
+    replace = n2.checkbox("Replace a set of that name", key="d_replace")
+    problems = cs.problems()
+    if n3.button("Save data set", type="primary", icon=":material/save:", disabled=bool(problems) or not name,
+                 width="stretch"):
+        try:
+            folder = cs.save(name, data_dir(), overwrite=replace)
+            forget_data_caches()
+            st.session_state["d_saved"] = folder.name
+            st.rerun()
+        except (CaptureError, DatasetError, OSError) as e:
+            show_error(f"Not saved: {e}")
+    if problems:
+        st.caption("To save: " + "; ".join(problems) + ".")
+    if saved := st.session_state.pop("d_saved", None):
+        st.success(f"Saved **{saved}** in `{data_dir()}`. Fine-tune a net on it from the Train page.",
+                   icon=":material/check:")
+        st.page_link("pages/train.py", label="Open Train", icon=":material/monitoring:")
+
+# --- take a set away ---------------------------------------------------------------------------
+folders = [p for p in peeks if p.kind == "folder"]
+if folders:
+    st.subheader("Download a set")
+    pick = st.selectbox("Data set", [p.key for p in folders], key="d_download_pick",
+                        format_func=lambda k: next(p.title for p in folders if p.key == k))
+    peek = next(p for p in folders if p.key == pick)
+    d1, d2, d3 = st.columns(3)
+    # Made on click (on Streamlit's download thread), from the files as they are then.
+    d1.download_button("Image folder (.zip)", lambda path=peek.path: zip_folder(path), file_name=f"{pick}.zip",
+                       mime="application/zip", icon=":material/folder_zip:", width="stretch")
+    # The HDF5 pair is made from the loaded set: 64×64 images in the tutorial's layout, with the loader's split.
+    d2.download_button(f"train_{pick}.h5", lambda k=pick: h5_bytes(load_dataset(k, data_dir()))[0],
+                       file_name=f"train_{pick}.h5", mime="application/x-hdf5", icon=":material/download:",
+                       width="stretch")
+    d3.download_button(f"test_{pick}.h5", lambda k=pick: h5_bytes(load_dataset(k, data_dir()))[1],
+                       file_name=f"test_{pick}.h5", mime="application/x-hdf5", icon=":material/download:",
+                       width="stretch")
+    st.caption("The HDF5 pair is the tutorial's layout (`train_set_x` N×64×64×3 uint8, `train_set_y`, "
+               "`list_classes`): the tutorial's own code reads it as it reads SIGNS.")
+
+# --- the tutorial's files ----------------------------------------------------------------------
+with st.expander("Add the tutorial's HDF5 files", expanded=not any(p.kind == "hdf5" for p in peeks)):
+    st.write(
+        "Upload the tutorial's HDF5 files by their own names — `train_signs.h5`, `test_signs.h5`, "
+        f"`train_catvnoncat.h5`, `test_catvnoncat.h5`. Each is checked before it is stored in `{data_dir()}`."
+    )
+    h5_files = st.file_uploader("HDF5 data files", type=["h5"], accept_multiple_files=True, key="h_data_upload")
+    if h5_files and st.button("Check and add", type="primary", icon=":material/upload:"):
+        added = []
+        for f in h5_files:
+            try:
+                added.append(install_dataset_file(f.name, f.getvalue(), data_dir()).name)
+            except DatasetError as e:
+                show_error(f"Not added: {e}")
+        if added:
+            forget_data_caches()
+            st.success(f"Added {', '.join(added)}. A data set appears once both its train and test files are here.",
+                       icon=":material/check:")

@@ -1,0 +1,208 @@
+"""The Data page: every data set, the user's own photos (camera and uploads), the tutorial's files."""
+from __future__ import annotations
+
+import shutil
+
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from core.data import load_dataset
+from tests.apptest import assert_clean, button, errors, hand_photo, state, table
+from tests.bad_inputs import H5Case, encode, hdf5_cases
+
+PAGE = "pages/data.py"
+
+
+def _captures(at: AppTest):
+    return at.session_state["d_captures"]
+
+
+def _snap(at: AppTest, data: bytes) -> None:
+    """One camera snapshot, as the browser sends it (the camera widget's key changes after each one)."""
+    camera = at.camera_input[0]
+    camera.set_value(("snapshot.jpg", data, "image/jpeg"))
+    at.run()
+    assert_clean(at)
+
+
+def _target(at: AppTest, class_name: str) -> None:
+    at.radio(key="d_target").set_value(class_name)
+    at.run()
+
+
+def _upload_photos(at: AppTest, files: list[tuple[str, bytes]]) -> None:
+    uploader = next(u for u in at.get("file_uploader") if u.proto.id and "Photos of class" in u.proto.label)
+    uploader.set_value([(n, d, "image/png" if n.endswith(".png") else "image/jpeg") for n, d in files])
+    at.run()
+    assert_clean(at)
+    button(at, f"Add {len(files)} photo{'s' * (len(files) != 1)} to class {at.radio(key='d_target').value}").click()
+    at.run()
+    assert_clean(at)
+
+
+def _fill(at: AppTest, per_class: int) -> None:
+    """``per_class`` camera photos in every class (different images, so the set is learnable)."""
+    for c in list(_captures(at).classes):
+        _target(at, c)
+        for i in range(per_class):
+            _snap(at, hand_photo(size=128, index=int(c) * 10 + i if c.isdigit() else i))
+
+
+def test_the_page_lists_every_data_set(env, apps):
+    at = apps(PAGE)
+    assert at.title[0].value == "Data"
+    rows = table(at, "data set")
+    assert list(rows["kind"]) == ["synthetic (generated)"]
+    # The default classes are finger counts, so a SIGNS net keeps its head; each shows its photo count.
+    assert at.radio(key="d_target").options == ["0 (0)", "1 (0)", "2 (0)", "3 (0)", "4 (0)", "5 (0)"]
+
+
+def test_each_camera_snapshot_adds_one_photo_to_the_chosen_class(env, apps):
+    at = apps(PAGE)
+    _target(at, "2")
+    _snap(at, hand_photo(size=300))
+    assert _captures(at).counts()["2"] == 1
+    assert any("Added 1 photo to class 2" in s.value for s in at.success)
+    # The camera comes back live (a new widget) and the next snapshot adds another.
+    _snap(at, hand_photo(size=300, index=1))
+    assert _captures(at).counts() == {"0": 0, "1": 0, "2": 2, "3": 0, "4": 0, "5": 0}
+    assert "2 (2)" in at.radio(key="d_target").options
+    assert any(e.label.startswith("Class 2 — 2 photos") for e in at.expander)
+
+
+def test_uploading_many_files_adds_the_images_and_names_the_bad_ones(env, apps):
+    at = apps(PAGE)
+    _target(at, "4")
+    _upload_photos(at, [("a.jpg", hand_photo(200)), ("b.png", hand_photo(200, fmt="PNG", index=3)),
+                        ("notes.jpg", b"this is not an image"), ("tiny.png", encode(Image.new("RGB", (16, 16)), "PNG"))])
+    assert _captures(at).counts()["4"] == 2
+    shown = errors(at)
+    assert len(shown) == 2, shown
+    assert any('"notes.jpg"' in m for m in shown) and any("tiny.png" in m and "32×32" in m for m in shown)
+    assert any("Added 2 photos to class 4" in s.value for s in at.success)
+
+
+def test_delete_removes_that_photo(env, apps):
+    at = apps(PAGE)
+    _target(at, "1")
+    _snap(at, hand_photo(200, index=0))
+    _snap(at, hand_photo(200, index=1))
+    first, second = _captures(at).images["1"]
+    deletes = [b for b in at.button if b.key == f"d_del_{first.id}"]
+    assert deletes
+    deletes[0].click()
+    at.run()
+    assert_clean(at)
+    assert [i.id for i in _captures(at).images["1"]] == [second.id]
+
+
+def test_own_class_names_and_dropping_a_class_with_photos_is_refused(env, apps):
+    at = apps(PAGE)
+    at.text_input(key="d_classes_text").set_value("rock, rock")
+    at.run()
+    assert any("twice" in m for m in errors(at))
+    assert _captures(at).classes == list("012345")
+    at.text_input(key="d_classes_text").set_value("rock, paper, scissors")
+    at.run()
+    assert at.radio(key="d_target").options == ["rock (0)", "paper (0)", "scissors (0)"]
+    _target(at, "paper")
+    _snap(at, hand_photo(200))
+    at.text_input(key="d_classes_text").set_value("rock, scissors")
+    at.run()
+    assert_clean(at)
+    assert any("paper" in m and "delete them first" in m for m in errors(at))
+    assert _captures(at).classes == ["rock", "paper", "scissors"]
+
+
+def test_limits_are_stated_and_enforced(env, apps):
+    env.monkeypatch.setattr("core.capture.MAX_PER_CLASS", 2)
+    at = apps(PAGE)
+    assert any("photos per class" in c.value for c in at.caption)
+    for i in range(3):
+        _snap(at, hand_photo(200, index=i))
+    assert _captures(at).counts()["0"] == 2
+    assert any("already has 2 photos" in m for m in errors(at))
+
+
+def test_save_writes_an_image_folder_that_trains_like_any_set(env, apps):
+    at = apps(PAGE)
+    save = button(at, "Save data set")
+    assert save.proto.disabled  # nothing captured yet
+    _fill(at, per_class=3)
+    at.text_input(key="d_name").set_value("my hand")
+    at.run()
+    button(at, "Save data set").click()
+    at.run()
+    assert_clean(at)
+    assert not errors(at)
+    folder = env.data / "my-hand"
+    assert sorted(p.name for p in folder.iterdir()) == ["0", "1", "2", "3", "4", "5"]
+    assert all(len(list((folder / c).glob("*.jpg"))) == 3 for c in "012345")
+    assert any("Saved **my-hand**" in s.value for s in at.success)
+    rows = table(at, "data set")
+    mine = rows[rows["data set"] == "my-hand"].iloc[0]
+    assert mine["kind"] == "real photos (image folder)" and mine["train"] + mine["test"] == 18
+    ds = load_dataset(str(folder))
+    assert ds.classes == tuple("012345") and len(ds.x_train) + len(ds.x_test) == 18
+    # Saving again under that name needs the replace box; the saved set stays as it was.
+    button(at, "Save data set").click()
+    at.run()
+    assert any("exists already" in m for m in errors(at))
+    assert sum(1 for _ in folder.rglob("*.jpg")) == 18
+    # Downloads: the folder as a zip and the tutorial's HDF5 pair.
+    labels = [b.label for b in at.get("download_button")]
+    assert {"Image folder (.zip)", "train_my-hand.h5", "test_my-hand.h5"} <= set(labels)
+
+
+def test_captures_belong_to_their_session(env, apps):
+    one, two = apps(PAGE), apps(PAGE)
+    _snap(one, hand_photo(200))
+    two.run()
+    assert _captures(one).total == 1
+    assert _captures(two).total == 0
+    assert state(two, "d_captures") is not _captures(one)
+
+
+def _upload_h5(at: AppTest, files: list[tuple[str, bytes]]) -> None:
+    at.file_uploader(key="h_data_upload").set_value([(n, d, "application/x-hdf5") for n, d in files])
+    at.run()
+    assert_clean(at)
+    button(at, "Check and add").click()
+    at.run()
+    assert_clean(at)
+
+
+def test_upload_adds_the_tutorials_files(env, apps, data_dir):
+    at = apps(PAGE)
+    real = {n: (data_dir / "signs" / n).read_bytes() for n in ("train_signs.h5", "test_signs.h5")}
+    _upload_h5(at, [("train_signs.h5", real["train_signs.h5"])])
+    assert not errors(at)
+    assert any("Added train_signs.h5" in s.value for s in at.success)
+    assert (env.data / "signs" / "train_signs.h5").read_bytes() == real["train_signs.h5"]
+    # With its test file too, SIGNS appears in the table.
+    _upload_h5(at, [("test_signs.h5", real["test_signs.h5"])])
+    at.run()
+    assert "SIGNS hand signs (0–5)" in list(table(at, "data set")["data set"])
+    assert_clean(at)
+
+
+def test_upload_refuses_bad_h5_files_and_keeps_a_good_one(env, apps, data_dir):
+    good = (data_dir / "signs" / "train_signs.h5").read_bytes()
+    target = env.data / "signs" / "train_signs.h5"
+    target.parent.mkdir()
+    shutil.copyfile(data_dir / "signs" / "train_signs.h5", target)
+    cases: list[H5Case] = [c for c in hdf5_cases(env.tmp) if not c.ok]
+    big = next(c for c in cases if c.upload_limit)
+    env.monkeypatch.setattr("core.data.MAX_UPLOAD_BYTES", big.upload_limit)
+    at = apps(PAGE)
+    _upload_h5(at, [(c.filename, c.data) for c in cases])
+    shown = errors(at)
+    assert len(shown) == len(cases), shown
+    for message in shown:
+        assert message.startswith("Not added: train_signs.h5: "), message
+    assert any("larger than the 1 MB limit" in m for m in shown)
+    assert not at.success
+    assert target.read_bytes() == good
+    assert sorted(p.name for p in target.parent.iterdir()) == ["train_signs.h5"]
+
+

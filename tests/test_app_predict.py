@@ -1,0 +1,167 @@
+"""The Predict page."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.checkpoint import save_checkpoint
+from core.data import load_dataset
+from core.nets import build_model
+from core.spec import ModelSpec, default_spec
+from core.trainer import TrainConfig, Trainer
+from tests.bad_inputs import checkpoint_cases, image_cases
+
+
+from tests.apptest import assert_clean, button, errors, metrics, plotly_keys, hand_photo, mime
+
+
+# --- Predict --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory) -> Path:
+    """A checkpoint dir holding one LeNet trained for an epoch on the synthetic set."""
+    d = tmp_path_factory.mktemp("trained")
+    trainer = Trainer(default_spec("lenet"), load_dataset("synthetic"), TrainConfig(epochs=1, batch_size=64, augment=False))
+    for _ in trainer.run():
+        pass
+    trainer.save(d / "lenet-synthetic-test.pt")
+    return d
+
+
+@pytest.fixture
+def predict(env, apps, trained_dir):
+    env.monkeypatch.setenv("TORCHLAB_CHECKPOINT_DIR", str(trained_dir))
+    return apps("pages/predict.py")
+
+
+def test_predict_without_a_checkpoint_offers_to_train(env, apps):
+    at = apps("pages/predict.py")
+    assert any("No saved checkpoint yet" in i.value for i in at.info)
+    assert button(at, "Train the default LeNet now")
+    assert not at.file_uploader  # the page stops before the photo input
+    assert_clean(at)
+
+
+@pytest.mark.slow
+def test_predict_train_the_default_lenet_now(env, apps):
+    at = apps("pages/predict.py")
+    button(at, "Train the default LeNet now").click()
+    at.run(timeout=600)
+    assert_clean(at)
+    assert [p.name for p in env.ckpt.glob("*.pt")] == ["lenet-synthetic-default.pt"]
+    assert at.selectbox(key="p_checkpoint").value == "lenet-synthetic-default.pt"
+    assert metrics(at)["Classes"] == "6"
+
+
+def _assert_prediction(at: AppTest, classes: tuple[str, ...]) -> None:
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    assert metrics(at)["Prediction"] in classes
+    assert "probs" in plotly_keys(at)
+
+
+def test_predict_a_photo(predict):
+    at = predict
+    assert metrics(at)["Classes"] == "6"
+    at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
+    at.run()
+    _assert_prediction(at, tuple("012345"))
+    captions = [c for im in at.image for c in im.captions]
+    assert "Your photo" in captions and "What the net sees: 64×64, gray" in captions
+
+
+def test_predict_from_the_camera(predict):
+    at = predict
+    png = hand_photo(480, "PNG", index=1)
+    assert png.startswith(b"\x89PNG")
+    at.camera_input(key="p_camera").set_value(("snap.jpg", png, "image/jpeg"))  # AppTest wants a .jpg name
+    at.run()
+    _assert_prediction(at, tuple("012345"))
+
+
+def test_predict_every_image_of_the_corpus(predict):
+    at = predict
+    for case in image_cases():
+        at.file_uploader(key="p_photo").set_value((case.filename, case.data, mime(case.filename)))
+        at.run()
+        assert_clean(at)
+        if case.ok:
+            assert not errors(at), (case.name, errors(at))
+            assert metrics(at)["Prediction"] in tuple("012345"), case.name
+        else:
+            shown = errors(at)
+            assert len(shown) == 1 and case.filename in shown[0], (case.name, shown)
+            assert "Prediction" not in metrics(at), case.name
+
+
+def _upload_checkpoint(at: AppTest, filename: str, data: bytes) -> None:
+    if at.radio(key="p_source").value != "Upload a checkpoint":
+        at.radio(key="p_source").set_value("Upload a checkpoint")
+        at.run()
+        assert any("Upload a `.pt` checkpoint" in i.value for i in at.info)
+    at.file_uploader(key="p_ckpt_upload").set_value((filename, data, "application/octet-stream"))
+    at.run()
+    assert_clean(at)
+
+
+def test_predict_refuses_bad_checkpoints_and_runs_nothing(predict, env):
+    at = predict
+    cases = checkpoint_cases(env.tmp)
+    for case in cases:
+        _upload_checkpoint(at, case.filename, case.data)
+        if case.ok:
+            assert not errors(at), (case.name, errors(at))
+            assert metrics(at)["Classes"] == str(len(case.classes)), case.name
+        else:
+            shown = errors(at)
+            assert len(shown) == 1 and shown[0].startswith("Refused: ") and case.filename in shown[0], (case.name, shown)
+            assert "Classes" not in metrics(at)
+    for name in ("malicious_pickle", "malicious_zip_checkpoint"):
+        case = next(c for c in cases if c.name == name)
+        assert case.marker is not None and not case.marker.exists(), f"{name}: the pickled code ran"
+    refusals = {c.name for c in cases if not c.ok}
+    assert {"malicious_pickle", "random_bytes", "truncated_checkpoint", "whole_pickled_module"} <= refusals
+
+
+def test_predict_with_an_uploaded_checkpoint_of_other_classes(predict, env):
+    at = predict
+    case = next(c for c in checkpoint_cases(env.tmp) if c.name == "another_class_count")
+    _upload_checkpoint(at, case.filename, case.data)
+    assert metrics(at)["Classes"] == "3"
+    at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
+    at.run()
+    _assert_prediction(at, case.classes)
+    assert any("No data set here has this checkpoint's classes" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.label == "Evaluate"]
+
+
+def test_predict_evaluate_on_the_test_split(predict):
+    at = predict
+    assert at.selectbox(key="p_eval_data").value == "synthetic"
+    button(at, "Evaluate").click()
+    at.run()
+    assert_clean(at)
+    m = metrics(at)
+    assert m["Test accuracy"].endswith("%") and 0 <= float(m["Test accuracy"][:-1]) <= 100
+    assert m["Misclassified"].endswith("of 120")
+    assert "p_confusion" in plotly_keys(at)
+
+
+def test_predict_uploaded_two_class_checkpoint_evaluates_on_cats(env, apps, cats_data_dir):
+    env.monkeypatch.setenv("TORCHLAB_DATA_DIR", str(cats_data_dir))
+    cats = load_dataset("cats", cats_data_dir)
+    spec = ModelSpec("mlp", 2, in_channels=3, input_size=64, hidden=(8,), batchnorm=False)
+    path = save_checkpoint(env.tmp / "cat.pt", build_model(spec, seed=0), spec, "module", cats.classes,
+                           dataset={"key": "cats", "title": cats.title})
+    at = apps("pages/predict.py")
+    _upload_checkpoint(at, "cat-mlp.pt", path.read_bytes())
+    assert metrics(at)["Classes"] == "2"
+    assert at.selectbox(key="p_eval_data").value == "cats"
+    button(at, "Evaluate").click()
+    at.run()
+    assert_clean(at)
+    assert metrics(at)["Misclassified"].endswith("of 50")
+    assert "p_confusion" in plotly_keys(at)

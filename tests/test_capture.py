@@ -1,0 +1,147 @@
+"""core.capture: a user's photos per class, held per session, saved as an image folder."""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import capture
+from core.capture import CaptureError, CaptureSet
+from core.data import DatasetError, load_dataset
+from core.preprocess import ImageError, load_photo
+
+
+def photo(w: int = 640, h: int = 480, color: tuple[int, int, int] = (200, 120, 90), fmt: str = "JPEG", **kw) -> bytes:
+    image = Image.new("RGB", (w, h), color)
+    # A dark bar on the left half, so orientation and crops are visible in the pixels.
+    image.paste((20, 20, 20), (0, 0, w // 4, h))
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def filled(per_class: int = 2, classes: tuple[str, ...] = ("a", "b")) -> CaptureSet:
+    cs = CaptureSet(list(classes))
+    for k, c in enumerate(classes):
+        for i in range(per_class):
+            cs.add(c, photo(color=(40 * k + 10 * i, 200 - 30 * k, 90)), f"{c}{i}.jpg")
+    return cs
+
+
+def test_default_classes_are_finger_counts():
+    assert CaptureSet().classes == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_add_stores_an_upright_bounded_jpeg_and_a_thumbnail():
+    cs = CaptureSet(["a", "b"])
+    # A 1000×600 photo stored sideways with EXIF orientation 6 (rotate 90° clockwise to view).
+    image = Image.new("RGB", (1000, 600), (200, 120, 90))
+    image.paste((20, 20, 20), (0, 0, 250, 600))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", exif=exif.tobytes())
+    item = cs.add("a", buf.getvalue(), "side.jpg")
+    stored = Image.open(io.BytesIO(item.data))
+    assert stored.format == "JPEG" and stored.mode == "RGB"
+    assert stored.size == (capture.STORED_SIDE * 600 // 1000, capture.STORED_SIDE)  # upright, longest side 512
+    # Upright: the dark bar that was on the left of the stored pixels is now at the top.
+    a = np.asarray(stored).astype(int)
+    assert a[:20].mean() < 60 and a[-20:].mean() > 90
+    assert item.thumbnail.shape == (capture.THUMB_SIDE, capture.THUMB_SIDE, 3) and item.thumbnail.dtype == np.uint8
+    assert cs.counts() == {"a": 1, "b": 0} and cs.total == 1
+
+
+def test_bad_files_and_limits_are_refused_with_a_message(monkeypatch):
+    cs = CaptureSet(["a", "b"])
+    with pytest.raises(ImageError, match="notes.txt"):
+        cs.add("a", b"hello", "notes.txt")
+    with pytest.raises(CaptureError, match="at least 32×32"):
+        cs.add("a", photo(20, 20), "tiny.jpg")
+    with pytest.raises(CaptureError, match="no class 'c'"):
+        cs.add("c", photo(), "x.jpg")
+    monkeypatch.setattr(capture, "MAX_PER_CLASS", 2)
+    cs.add("a", photo(), "1.jpg")
+    cs.add("a", photo(), "2.jpg")
+    with pytest.raises(CaptureError, match="already has 2 photos"):
+        cs.add("a", photo(), "3.jpg")
+    monkeypatch.setattr(capture, "MAX_TOTAL_BYTES", cs.total_bytes + 10)
+    with pytest.raises(CaptureError, match="MB"):
+        cs.add("b", photo(), "4.jpg")
+    assert cs.counts() == {"a": 2, "b": 0}
+
+
+def test_set_classes_keeps_photos_of_kept_classes_and_refuses_bad_lists():
+    cs = filled(1, ("a", "b"))
+    cs.set_classes(["b", "a", "c"])
+    assert cs.classes == ["b", "a", "c"] and cs.counts() == {"b": 1, "a": 1, "c": 0}
+    assert cs.dropped_by(["a", "c"]) == ["b"]
+    for bad, message in ((["a"], "2–20 classes"), (["a", "a"], "twice"), ([f"c{i}" for i in range(21)], "2–20"),
+                         (["ok", "../up"], "up"), (["ok", "x\x00y"], "x")):
+        with pytest.raises(CaptureError, match=message):
+            cs.set_classes(bad)
+    assert cs.classes == ["b", "a", "c"]  # a refused list changes nothing
+
+
+def test_remove_deletes_one_photo_only():
+    cs = filled(2)
+    first, second = cs.images["a"]
+    assert cs.remove("a", first.id)
+    assert not cs.remove("a", first.id)  # a second click on a stale button does nothing
+    assert cs.images["a"] == [second]
+
+
+def test_save_writes_the_image_folder_layout_that_loads_through_the_one_photo_path(tmp_path):
+    cs = filled(3)
+    folder = cs.save("my hand", tmp_path)
+    assert folder == tmp_path / "my-hand"
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.jpg")) == [
+        f"{c}/{i:04d}.jpg" for c in "ab" for i in range(3)
+    ]
+    ds = load_dataset(str(folder))
+    assert ds.classes == ("a", "b") and len(ds.x_train) + len(ds.x_test) == 6
+    # Every training image is the stored photo prepared exactly as prediction prepares a photo.
+    expected = {load_photo(p.read_bytes(), ds.image_size).tobytes() for p in folder.rglob("*.jpg")}
+    got = {x.tobytes() for x in np.concatenate([ds.x_train, ds.x_test])}
+    assert got == expected
+
+
+def test_save_refuses_an_unready_set_a_bad_name_and_an_existing_set(tmp_path):
+    cs = CaptureSet(["a", "b"])
+    cs.add("a", photo(), "1.jpg")
+    with pytest.raises(CaptureError, match="class 'b' has no photo"):
+        cs.save("x", tmp_path)
+    cs = filled(2)
+    for bad in ("../escape", "signs", ""):
+        with pytest.raises((DatasetError, CaptureError)):
+            cs.save(bad, tmp_path)
+    assert not (tmp_path.parent / "escape").exists()
+    cs.save("mine", tmp_path)
+    with pytest.raises(CaptureError, match="exists already"):
+        cs.save("mine", tmp_path)
+    bigger = filled(3)
+    bigger.save("mine", tmp_path, overwrite=True)
+    assert sum(1 for _ in (tmp_path / "mine").rglob("*.jpg")) == 6
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no temp or old folder left behind
+
+
+def test_a_failed_save_leaves_the_earlier_set_intact_and_no_debris(tmp_path, monkeypatch):
+    filled(2).save("mine", tmp_path)
+    before = sorted(p.read_bytes() for p in (tmp_path / "mine").rglob("*.jpg"))
+    calls = {"n": 0}
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(capture.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space"):
+        filled(3).save("mine", tmp_path, overwrite=True)
+    assert sorted(p.read_bytes() for p in (tmp_path / "mine").rglob("*.jpg")) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]
