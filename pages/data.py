@@ -10,7 +10,7 @@ from streamlit_app import (
     IMAGE_TYPES, data_dir, dataset_peeks, forget_data_caches, kind_label, page_setup, show_error,
 )
 
-THUMBS_PER_ROW = 8
+THUMBS_PER_ROW = 6
 
 page_setup("Data")
 
@@ -90,45 +90,50 @@ st.text_input("Classes, separated by commas", key="d_classes_text", on_change=ap
 if class_error := st.session_state.pop("d_class_error", None):
     show_error(class_error)
 
-counts = cs.counts()
-target = st.radio("Add photos to class", cs.classes, horizontal=True, key="d_target",
-                  format_func=lambda c: f"{c} ({counts[c]})")
-tab_camera, tab_upload = st.tabs(["Camera", "Upload"])
-with tab_camera:
-    snap = st.camera_input(f"Show class {target} to the camera", key=fresh_key("d_camera"))
-    if snap is not None:
-        add_photos(cs, target, [snap])
-        renew("d_camera")
-        st.rerun()
-with tab_upload:
-    files = st.file_uploader(f"Photos of class {target}", type=IMAGE_TYPES, accept_multiple_files=True,
-                             key=fresh_key("d_upload"))
-    if files and st.button(f"Add {len(files)} photo{'s' * (len(files) != 1)} to class {target}", type="primary",
-                           icon=":material/add_photo_alternate:"):
-        add_photos(cs, target, files)
-        renew("d_upload")
-        st.rerun()
-if flash := st.session_state.pop("d_flash", None):
-    added, to, refused = flash
-    if added:
-        st.success(f"Added {added} photo{'s' * (added != 1)} to class {to}.", icon=":material/check:")
-    for message in refused:
-        show_error(f"Not added: {message}")
-st.caption(f"Limits: {MAX_PER_CLASS} photos per class, {MAX_TOTAL_BYTES // 2**20} MB per session, photos at least "
-           f"{MIN_SIDE}×{MIN_SIDE} px (stored at most 512 px a side). Until you save them, your photos live in this "
-           "browser tab only.")
+left, right = st.columns([5, 6], gap="large")
+with left:
+    # Plain class names as options: a label that changed with each photo would make Streamlit see a new
+    # widget and jump back to the first class between two snapshots.
+    target = st.radio("Add photos to class", cs.classes, horizontal=True, key="d_target")
+    tab_camera, tab_upload = st.tabs(["Camera", "Upload"])
+    with tab_camera:
+        snap = st.camera_input(f"Show class {target} to the camera", key=fresh_key("d_camera"))
+        if snap is not None:
+            add_photos(cs, target, [snap])
+            renew("d_camera")
+            st.rerun()
+    with tab_upload:
+        files = st.file_uploader(f"Photos of class {target}", type=IMAGE_TYPES, accept_multiple_files=True,
+                                 key=fresh_key("d_upload"))
+        if files and st.button(f"Add {len(files)} photo{'s' * (len(files) != 1)} to class {target}", type="primary",
+                               icon=":material/add_photo_alternate:"):
+            add_photos(cs, target, files)
+            renew("d_upload")
+            st.rerun()
+    if flash := st.session_state.pop("d_flash", None):
+        added, to, refused = flash
+        if added:
+            st.success(f"Added {added} photo{'s' * (added != 1)} to class {to}.", icon=":material/check:")
+        for message in refused:
+            show_error(f"Not added: {message}")
+    st.caption(f"Limits: {MAX_PER_CLASS} photos per class, {MAX_TOTAL_BYTES // 2**20} MB per session, photos at "
+               f"least {MIN_SIDE}×{MIN_SIDE} px (stored at most 512 px a side). Until you save them, your photos "
+               "live in this browser tab only.")
 
-for c in cs.classes:
-    items = cs.images[c]
-    with st.expander(f"Class {c} — {len(items)} photo{'s' * (len(items) != 1)}", expanded=bool(items)):
-        if not items:
-            st.caption("No photo yet.")
-        for row in range(0, len(items), THUMBS_PER_ROW):
-            for col, item in zip(st.columns(THUMBS_PER_ROW), items[row:row + THUMBS_PER_ROW]):
-                col.image(item.thumbnail, width="stretch")
-                if col.button("Delete", key=f"d_del_{item.id}", icon=":material/delete:", type="tertiary"):
-                    cs.remove(c, item.id)
-                    st.rerun()
+with right:
+    st.markdown(f"**Your photos** — {cs.total} in this session")
+    for c in cs.classes:
+        items = cs.images[c]
+        with st.expander(f"Class {c} — {len(items)} photo{'s' * (len(items) != 1)}", expanded=bool(items)):
+            if not items:
+                st.caption("No photo yet.")
+            for row in range(0, len(items), THUMBS_PER_ROW):
+                for col, item in zip(st.columns(THUMBS_PER_ROW), items[row:row + THUMBS_PER_ROW]):
+                    col.image(item.thumbnail, width="stretch")
+                    if col.button("", key=f"d_del_{item.id}", icon=":material/delete:", type="tertiary",
+                                  help=f"Delete this photo of class {c}"):
+                        cs.remove(c, item.id)
+                        st.rerun()
 
 with st.container(border=True):
     n1, n2, n3 = st.columns([2, 1, 1], vertical_alignment="bottom")
