@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,10 +78,11 @@ def _repair_deep_link() -> None:
 # --- cached, read-only resources ---------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Loading data…")
-def get_dataset(key: str, data_dir: str) -> Dataset:
-    """A data set, loaded once per process and shared read-only by all sessions."""
-    return load_dataset(key, data_dir)
+@st.cache_resource(show_spinner="Loading data…", max_entries=8)
+def get_dataset(key: str, data_dir: str, image_size: int | None = None) -> Dataset:
+    """A data set, loaded once per process and shared read-only by all sessions. ``image_size``
+    is the side its photos are made at when it is an image folder (a net's input size)."""
+    return load_dataset(key, data_dir, image_size=image_size)
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -111,6 +113,55 @@ def forget_data_caches() -> None:
 
 def data_dir() -> str:
     return str(resolve_data_dir())
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """What the Train page's menus need to know of a saved checkpoint, without holding its model."""
+
+    name: str
+    arch: str = ""
+    dataset_key: str = ""
+    test_acc: float | None = None
+    describe: str = ""
+    error: str | None = None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _checkpoint_info(path: str, mtime: float) -> SavedCheckpoint:
+    from core.checkpoint import CheckpointError, load_checkpoint
+
+    name = Path(path).name
+    try:
+        c = load_checkpoint(path, name=name)
+    except CheckpointError as e:
+        return SavedCheckpoint(name, error=str(e))
+    acc = c.metrics.get("test_acc")
+    return SavedCheckpoint(name, c.spec.arch, str(c.dataset.get("key", "")), acc if isinstance(acc, float) else None,
+                           c.describe())
+
+
+def saved_checkpoints() -> list[SavedCheckpoint]:
+    """The checkpoints folder, newest first; a file that can't be loaded carries its ``error``."""
+    from core.checkpoint import list_checkpoints
+
+    found = []
+    for p in list_checkpoints():
+        try:
+            found.append(_checkpoint_info(str(p), p.stat().st_mtime))
+        except OSError:  # deleted meanwhile
+            continue
+    return found
+
+
+def newest_first(peeks: list[DatasetPeek]) -> list[DatasetPeek]:
+    """Data sets with a folder, the most recently saved first."""
+    def mtime(p: DatasetPeek) -> float:
+        try:
+            return p.path.stat().st_mtime if p.path else 0.0
+        except OSError:
+            return 0.0
+    return sorted(peeks, key=mtime, reverse=True)
 
 
 def dataset_peeks(include_broken: bool = False) -> list[DatasetPeek]:

@@ -5,6 +5,14 @@ A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dicts
 ``torch.save`` and read back with ``torch.load(weights_only=True)``, which refuses any pickled
 object other than those. The tutorial's other way — pickling the whole module — is offered only as
 an export (:func:`export_full_model`), never loaded from a file someone hands us.
+
+Besides the weights, a checkpoint records where the net came from (``origin``: the checkpoint it was
+fine-tuned from, what was frozen, whether its head is new, the file a run was resumed from), the
+side of the images it trained on (``preprocessing["image_size"]``), and, when saved at the end of
+an epoch, everything a run needs to continue bit-exactly from the file (``resume``: the step and
+epoch, the schedule position and the random generators' states, next to the optimizer state).
+These keys were added without changing the format version: files written before them load as
+before (no origin, image size = the net's input size, nothing to resume).
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from core.nets import MaxPool2d, build_model, copy_weights
+from core.nets import MaxPool2d, build_model, copy_weights, unfreeze
 from core.spec import ARCHS, ModelSpec, SpecError
 
 FORMAT = "torchlab-checkpoint"
@@ -49,10 +57,19 @@ class Checkpoint:
     history: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     optimizer_state: dict[str, Any] | None = None
+    source: str = ""  # the file's name (no directories), or the name it was loaded under
+    image_size: int | None = None  # side of the training images; None: the net's input size (older files)
+    origin: dict[str, Any] = field(default_factory=dict)  # init_from, freeze, new_head, resumed_from
+    resume: dict[str, Any] | None = None  # training state to continue from (see Trainer.resume)
 
     @property
     def preprocessing(self) -> dict[str, Any]:
-        return preprocessing_of(self.spec)
+        return preprocessing_of(self.spec, self.image_size)
+
+    @property
+    def train_image_size(self) -> int:
+        """The side of the images it trained on: how a photo is prepared before the net's resize."""
+        return self.image_size or self.spec.input_size
 
     def describe(self) -> str:
         acc = self.metrics.get("test_acc")
@@ -61,11 +78,17 @@ class Checkpoint:
         return f"{self.spec.describe()} — {len(self.classes)} classes ({data}){acc_text}"
 
 
-def preprocessing_of(spec: ModelSpec) -> dict[str, Any]:
-    """How an image must be prepared for a net: the same recipe training used."""
+def preprocessing_of(spec: ModelSpec, image_size: int | None = None) -> dict[str, Any]:
+    """How an image must be prepared for a net: the same recipe training used.
+
+    ``image_size`` is the side of the training images (a photo is center-cropped and resized to it
+    first, then converted and resized to the net's ``size`` as the training images were); it
+    defaults to the net's input size.
+    """
     return {
         "channels": spec.in_channels,
         "size": spec.input_size,
+        "image_size": int(image_size or spec.input_size),
         "color": "gray (0.299 R + 0.587 G + 0.114 B)" if spec.in_channels == 1 else "RGB",
         "scale": "pixel / 255 → [0, 1]",
         "crop": "center square",
@@ -83,11 +106,16 @@ def save_checkpoint(
     dataset: dict[str, Any] | None = None,
     history: dict[str, Any] | None = None,
     optimizer_state: dict[str, Any] | None = None,
+    image_size: int | None = None,
+    origin: dict[str, Any] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically: a temp file beside the target, flushed, synced, renamed.
 
     A crash or full disk mid-save leaves any earlier file at ``path`` intact. Refuses weights that
-    are not finite (a diverged run), so a broken net never replaces a good one.
+    are not finite (a diverged run), so a broken net never replaces a good one. ``image_size`` is
+    the side of the training images (default: the net's input size); ``origin`` and ``resume`` are
+    stored as given (plain data and tensors only).
     """
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     for k, v in state.items():
@@ -99,7 +127,7 @@ def save_checkpoint(
         "spec": spec.to_dict(),
         "style": style,
         "classes": [str(c) for c in classes],
-        "preprocessing": preprocessing_of(spec),
+        "preprocessing": preprocessing_of(spec, image_size),
         "training": training or {},
         "metrics": metrics or {},
         "dataset": dataset or {},
@@ -109,6 +137,10 @@ def save_checkpoint(
     }
     if optimizer_state is not None:
         payload["optimizer"] = optimizer_state
+    if origin:
+        payload["origin"] = origin
+    if resume is not None:
+        payload["resume"] = resume
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, lambda f: torch.save(payload, f))
@@ -163,7 +195,12 @@ def load_checkpoint(source: str | os.PathLike | bytes | BinaryIO, name: str | No
             f"{label}: not a readable PyTorch checkpoint ({type(e).__name__}: {_first_line(e)}) — "
             "is the file complete? Save it again or choose another file."
         ) from None
-    return _from_payload(payload, label)
+    ckpt = _from_payload(payload, label)
+    if name is not None:
+        ckpt.source = name
+    elif isinstance(source, (str, os.PathLike)):
+        ckpt.source = Path(source).name
+    return ckpt
 
 
 def _read_source(source: str | os.PathLike | bytes | BinaryIO, label: str) -> bytes:
@@ -230,6 +267,10 @@ def _from_payload(payload: Any, label: str) -> Checkpoint:
     except (RuntimeError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{label}: the weights do not fit a {spec.describe()} net ({_first_line(e)})") from None
     model.eval()
+    image_size = (payload.get("preprocessing") or {}).get("image_size") if isinstance(payload.get("preprocessing"), dict) else None
+    if not (isinstance(image_size, int) and not isinstance(image_size, bool) and 1 <= image_size <= 4096):
+        image_size = None  # older files, or a value we cannot use: the net's input size, as before
+    resume = payload.get("resume")
     return Checkpoint(
         model=model,
         spec=spec,
@@ -241,6 +282,9 @@ def _from_payload(payload: Any, label: str) -> Checkpoint:
         history=dict(payload.get("history") or {}),
         versions=dict(payload.get("versions") or {}),
         optimizer_state=payload.get("optimizer"),
+        image_size=image_size,
+        origin=dict(payload.get("origin") or {}) if isinstance(payload.get("origin"), dict) else {},
+        resume=dict(resume) if isinstance(resume, dict) else None,
     )
 
 
@@ -281,7 +325,7 @@ def export_full_model(model: nn.Module) -> bytes:
 
     See :data:`EXPORT_WARNING`. TorchLab never loads such a file from an upload.
     """
-    model = copy.deepcopy(model).cpu()  # a copy: the live model stays on its device
+    model = unfreeze(copy.deepcopy(model).cpu())  # a copy: the live model stays on its device (and frozen)
     for m in model.modules():
         if type(m) is MaxPool2d:  # TorchLab's faster twin: write plain torch, loadable without TorchLab
             m.__class__ = nn.MaxPool2d

@@ -20,7 +20,7 @@ class Prediction:
     label: str
     confidence: float
     probabilities: dict[str, float]
-    seen: np.ndarray  # size×size×3 uint8: the photo as the net sees it (before gray conversion)
+    seen: np.ndarray  # image_size×image_size×3 uint8: the photo as a training image (before gray conversion and the net's resize)
 
     def to_dict(self) -> dict[str, object]:
         return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
@@ -30,9 +30,13 @@ class Prediction:
 def predict_image(ckpt: Checkpoint, source: bytes | str | os.PathLike | BinaryIO, name: str | None = None) -> Prediction:
     """Class probabilities (softmax) for one image, prepared exactly as in training.
 
-    Raises :class:`core.preprocess.ImageError` for a file that is not a usable image.
+    The photo is made at the side of the checkpoint's training images (``image_size``; for files
+    saved before it was recorded, the net's input size) and then resized to the net's input as the
+    training batches were. Raises :class:`core.preprocess.ImageError` for a file that is not a
+    usable image.
     """
-    x, seen = preprocess_image(source, size=ckpt.spec.input_size, channels=ckpt.spec.in_channels, name=name)
+    x, seen = preprocess_image(source, size=ckpt.spec.input_size, channels=ckpt.spec.in_channels, name=name,
+                               image_size=ckpt.train_image_size)
     model = ckpt.model.eval()
     device = next(model.parameters()).device
     probs = torch.softmax(model(x.to(device)).float(), dim=1)[0].cpu()

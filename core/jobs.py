@@ -37,7 +37,11 @@ class Progress:
 
 
 class TrainingJob:
-    """A :class:`Trainer` run on a daemon thread. ``start()`` also resumes a stopped run."""
+    """A :class:`Trainer` run on a daemon thread. ``start()`` also resumes a stopped run.
+
+    Any trainer will do: a new net, a fine-tuning one (``Trainer(..., init_from=...)``) or one
+    resumed from a file (``Trainer.resume``); progress counts the steps of the whole run, so a
+    resumed run's bar starts where the file left it."""
 
     def __init__(self, trainer: Trainer, name: str = "", watched: Callable[[], bool] | None = None,
                  grace_seconds: float = 30.0) -> None:

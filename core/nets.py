@@ -4,6 +4,11 @@ Every net exists as an ``nn.Module`` subclass with its own ``forward`` and as an
 Both are built from one :class:`~core.spec.ModelSpec`, and both register their parameters and
 buffers in the same order, so weights copy across styles one tensor at a time
 (:func:`copy_weights`) and the two give identical outputs.
+
+Every net, in both styles, splits into *features* and a *head* (:func:`feature_head_split`), in the
+spirit of timm's ``forward_features`` / ``forward_head``: fine-tuning swaps the head for new
+classes (:func:`replace_head`) and "train the last layers only" freezes the features
+(:func:`freeze_features`) without naming a single layer.
 """
 from __future__ import annotations
 
@@ -326,3 +331,138 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> nn.Module:
         new_state[dk] = sv.detach().clone()
     dst.load_state_dict(new_state)
     return dst
+
+
+# --- features and head: the seam fine-tuning and freezing use -----------------------------------
+
+FREEZE: dict[str, str] = {
+    "none": "all layers train",
+    "features": "the last layers only: the head trains, the feature layers (weights and batch-norm statistics) stay as they were",
+}
+
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Modules without children, in registration order (which is forward order in every net here)."""
+    return [(name, m) for name, m in model.named_modules() if next(m.children(), None) is None]
+
+
+def _head_start(leaves: list[tuple[str, nn.Module]]) -> int:
+    """Index of the first head leaf: the first linear layer after the last convolution (the fully
+    connected part of a conv net), or the final linear layer of a net without convolutions."""
+    linear = [i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Linear)]
+    if not linear:
+        raise ValueError("the net has no linear classifier to split off")
+    conv = [i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Conv2d)]
+    if conv:
+        after = [i for i in linear if i > conv[-1]]
+        if after:
+            return after[0]
+    return linear[-1]
+
+
+def _holds_tensors(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))
+
+
+def feature_head_split(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
+    """Split any net built here (either style) into its features and its head.
+
+    Returns two lists of the modules that hold weights or buffers, in forward order:
+
+    * the **head** is the fully connected part after the last convolution, the layers that
+      "train the last layers only" trains: LeNet-5's 400-120-84 stack with its batch norms and
+      the classifier; ResNet-50's classifier after the global average pool (2048 → classes). A
+      net without convolutions (the MLP) has only its classifier as head. The head's last module
+      is always the classifier, the final ``nn.Linear`` (see :func:`classifier`).
+    * the **features** are every module before it: the convolutions and their batch norms (the
+      MLP: its hidden layers).
+
+    Parameter-free modules (ReLU, pooling, dropout, flatten) belong to neither: they have nothing
+    to train or freeze. The split is found by position (registration order is forward order in
+    every net here), not by name, so it is the same for an ``nn.Module`` subclass and its
+    ``nn.Sequential`` twin. Why LeNet's head is its whole fully connected stack and not only the
+    classifier was measured on the real fine-tuning case (see the README's fine-tuning section).
+    """
+    leaves = _leaves(model)
+    i = _head_start(leaves)
+    features = [m for _, m in leaves[:i] if _holds_tensors(m)]
+    head = [m for _, m in leaves[i:] if _holds_tensors(m)]
+    return features, head
+
+
+def classifier(model: nn.Module) -> nn.Linear:
+    """The net's classifier: its final ``nn.Linear``, one output per class."""
+    leaves = _leaves(model)
+    linear = [m for _, m in leaves if isinstance(m, nn.Linear)]
+    if not linear:
+        raise ValueError("the net has no linear classifier")
+    return linear[-1]
+
+
+def replace_head(model: nn.Module, spec: ModelSpec, num_classes: int, generator: torch.Generator | None = None) -> ModelSpec:
+    """Put a fresh classifier for ``num_classes`` classes on ``model`` (in place); returns the new spec.
+
+    Only the classifier (the final ``nn.Linear``) is replaced; the rest of the head keeps its
+    weights. The new layer takes the same input features as the old one and is Kaiming-initialised
+    like every layer :func:`build_model` makes (from ``generator`` when given, so a seeded run gets
+    the same head every time). It takes the old classifier's place in the registration order, so the
+    state_dict keeps its order and :func:`copy_weights` still works across styles.
+    """
+    new_spec = spec.replace(num_classes=num_classes)  # validates the class count
+    old = classifier(model)
+    name = next(n for n, m in model.named_modules() if m is old)
+    head = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+    init_kaiming(head, generator)
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, head)  # an existing key keeps its place in _modules
+    return new_spec
+
+
+class FrozenBatchNorm1d(nn.BatchNorm1d):
+    """A batch norm frozen by :func:`freeze_features`: it stays in ``eval()`` mode whatever
+    ``train()`` asks, so it normalises with its running statistics and never updates them."""
+
+    def train(self, mode: bool = True) -> "FrozenBatchNorm1d":
+        return super().train(False)
+
+
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """The 2-d twin of :class:`FrozenBatchNorm1d`."""
+
+    def train(self, mode: bool = True) -> "FrozenBatchNorm2d":
+        return super().train(False)
+
+
+_FROZEN_NORMS: dict[type, type] = {nn.BatchNorm1d: FrozenBatchNorm1d, nn.BatchNorm2d: FrozenBatchNorm2d}
+_THAWED_NORMS: dict[type, type] = {v: k for k, v in _FROZEN_NORMS.items()}
+
+
+def freeze_features(model: nn.Module) -> nn.Module:
+    """Freeze the features (see :func:`feature_head_split`), in place: only the head trains.
+
+    The feature layers stop taking gradients (``requires_grad=False``), and their batch norms are
+    switched to :class:`FrozenBatchNorm1d`/``2d``, which stay in eval mode through any later
+    ``model.train()``: in train mode a batch norm would still normalise with the batch's statistics
+    and overwrite its running ones, so a "frozen" net would change under a few batches of new
+    photos. The state_dict (names, order, tensors) is unchanged.
+    """
+    features, _ = feature_head_split(model)
+    for m in features:
+        m.requires_grad_(False)
+        frozen = _FROZEN_NORMS.get(type(m))
+        if frozen is not None:
+            m.__class__ = frozen
+            m.train(False)
+    return model
+
+
+def unfreeze(model: nn.Module) -> nn.Module:
+    """Undo :func:`freeze_features`: every parameter trains and batch norms follow ``train()`` again."""
+    for m in model.modules():
+        thawed = _THAWED_NORMS.get(type(m))
+        if thawed is not None:
+            m.__class__ = thawed
+    model.requires_grad_(True)
+    return model
+

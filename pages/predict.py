@@ -156,11 +156,11 @@ saved_key = ckpt.dataset.get("key")
 key = st.selectbox("Test data", here, index=here.index(saved_key) if saved_key in here else 0,
                    format_func=dataset_title, key="p_eval_data")
 if st.button("Evaluate", icon=":material/fact_check:"):
-    st.session_state["p_report"] = (ckpt_id, key, evaluate_checkpoint(ckpt, get_dataset(key, data_dir())))
+    st.session_state["p_report"] = (ckpt_id, key, evaluate_checkpoint(ckpt, get_dataset(key, data_dir(), ckpt.train_image_size)))
 stored = st.session_state.get("p_report")
 if stored and stored[0] == ckpt_id and stored[1] == key:
     report = stored[2]
-    ds = get_dataset(key, data_dir())
+    ds = get_dataset(key, data_dir(), ckpt.train_image_size)
     m1, m2, m3 = st.columns(3)
     m1.metric("Test accuracy", f"{report.accuracy:.1%}")
     m2.metric("Misclassified", f"{len(report.misclassified)} of {len(ds.y_test)}")

@@ -9,45 +9,79 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.checkpoint import CheckpointError, EXPORT_WARNING, checkpoint_dir, export_full_model
+from core.checkpoint import EXPORT_WARNING, Checkpoint, CheckpointError, checkpoint_dir, export_full_model
 from core.inference import confusion_matrix
 from core.jobs import RUNNING, STOPPING, TrainingJob
-from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, recipe
+from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, finetune_recipe, recipe
 from streamlit_app import (
-    MAX_RUNS, current_dataset_key, current_spec, data_dir, dataset_title, datasets_here, device_options, get_dataset, get_peek, page_setup,
-    runs, show_error,
+    MAX_RUNS, current_dataset_key, current_spec, data_dir, dataset_peeks, dataset_title, datasets_here, device_options,
+    get_checkpoint, get_dataset, get_peek, newest_first, page_setup, runs, saved_checkpoints, show_error,
 )
 
 KEEP_MODELS = 4  # runs whose trained model stays in memory (to save or inspect); older keep curves only
 BATCH_SIZES = [0, 8, 16, 32, 64, 128, 256]
 
+START_LABELS = {"new": "a new net", "checkpoint": "a saved checkpoint"}
+MODE_LABELS = {"finetune": "fine-tune it on a data set", "resume": "continue its own training"}
+FREEZE_LABELS = {"none": "all layers", "features": "the last layers only"}
+RECOMMENDED_FREEZE = "features"  # as accurate as all layers and faster: README, "Fine-tuning"
+
 page_setup("Train")
 
 
-def _load_recipe(arch: str) -> None:
-    """Put the default recipe for ``arch`` into the widgets."""
-    cfg = recipe(arch)
+def _load_recipe(arch: str, finetune: bool = False, n_train: int | None = None) -> None:
+    """Put the default recipe for ``arch`` (or its fine-tuning recipe, which depends on the size of
+    the training split ``n_train``) into the widgets."""
+    cfg = finetune_recipe(arch, n_train) if finetune else recipe(arch)
     st.session_state.update({
         "t_optimizer": cfg.optimizer, "t_lr": cfg.lr, "t_momentum": cfg.momentum, "t_alpha": cfg.alpha,
         "t_beta1": cfg.betas[0], "t_beta2": cfg.betas[1], "t_wd": cfg.weight_decay, "t_schedule": cfg.schedule,
         "t_augment": cfg.augment, "t_batch": cfg.batch_size, "t_epochs": cfg.epochs, "t_seed": cfg.seed,
-        "t_recipe_for": arch,
+        "t_recipe_for": _recipe_key(arch, finetune),
     })
 
 
-def _start_run(spec, dataset, config: TrainConfig) -> None:
-    trainer = Trainer(spec, dataset, config, st.session_state.get("style", "module"))
+def _recipe_key(arch: str, finetune: bool) -> str:
+    return f"finetune:{arch}" if finetune else arch
+
+
+def _config_from_widgets() -> TrainConfig:
+    s = st.session_state
+    return TrainConfig(
+        optimizer=s["t_optimizer"], lr=float(s["t_lr"]), momentum=float(s["t_momentum"]), alpha=float(s["t_alpha"]),
+        betas=(float(s["t_beta1"]), float(s["t_beta2"])), weight_decay=float(s["t_wd"]), schedule=s["t_schedule"],
+        augment=bool(s["t_augment"]), batch_size=int(s["t_batch"]), epochs=int(s["t_epochs"]), seed=int(s["t_seed"]),
+        device=s["t_device"],
+    )
+
+
+def _new_trainer(start: str, spec, dataset, config: TrainConfig, ckpt: Checkpoint | None, freeze: str) -> Trainer:
+    """The run the user asked for: a new net, a saved one fine-tuned, or a saved run continued."""
+    if start == "finetune":
+        return Trainer(None, dataset, config, ckpt.style, init_from=ckpt, freeze=freeze)
+    if start == "resume":
+        return Trainer.resume(ckpt, dataset, epochs=st.session_state.get("t_extend") or None)
+    return Trainer(spec, dataset, config, st.session_state.get("style", "module"))
+
+
+def _start_run(trainer: Trainer, dataset_key: str) -> None:
+    spec, config = trainer.spec, trainer.config
     number = st.session_state.get("run_counter", 0) + 1
     st.session_state["run_counter"] = number
-    name = f"#{number} {spec.name} · {OPTIMIZERS[config.optimizer]} lr {config.lr:g}"
+    name = f"#{number} {spec.name}"
+    if trainer.resumed_from:
+        name += f" · continued from {trainer.resumed_from}"
+    elif trainer.init_from:
+        name += f" · fine-tuned from {trainer.init_from['file']}" + (" (last layers)" if trainer.freeze != "none" else "")
+    name += f" · {OPTIMIZERS[config.optimizer]} lr {config.lr:g}"
     if config.weight_decay:
         name += f" · L2 {config.weight_decay:g}"
     if spec.dropout:
         name += f" · drop {spec.dropout:g}"
     job = TrainingJob(trainer, name, watched=_session_alive())
     history = runs()
-    history.append({"name": name, "job": job, "spec": spec, "config": config, "dataset": dataset.key,
-                    "checkpoint": None})
+    history.append({"name": name, "job": job, "spec": spec, "config": config, "dataset": dataset_key,
+                    "checkpoint": None, "note": trainer.head_note})
     for old in history[:-1]:  # only the session's current run can resume: the others' training data can go
         if old["job"] is not None and not old["job"].running:
             old["job"].trainer.release_data()
@@ -115,86 +149,165 @@ def _fmt_eta(seconds: float | None) -> str:
 
 
 spec = current_spec()
-st.title("Train")
-st.caption(f"Net: **{spec.describe()}** — change it on the Build page.")
-
-if st.session_state.get("t_recipe_for") != spec.arch:
-    _load_recipe(spec.arch)
-# Only the chosen optimizer's sliders are drawn, and Streamlit drops the state of a keyed widget that a
-# run did not draw: after switching optimizers the others' settings would be gone (a KeyError below).
-# Put the recipe's values back, so every setting always has one and a slider shown again starts there.
-_defaults = recipe(spec.arch)
-for _key, _value in (("t_momentum", _defaults.momentum), ("t_alpha", _defaults.alpha),
-                     ("t_beta1", _defaults.betas[0]), ("t_beta2", _defaults.betas[1])):
-    st.session_state.setdefault(_key, _value)
-
 job: TrainingJob | None = st.session_state.get("job")
 busy = job is not None and job.running
+st.title("Train")
 
-with st.container(border=True):
-    c1, c2, c3, c4 = st.columns(4)
-    options = datasets_here()
-    matching = [k for k in options if len(get_peek(k, data_dir()).classes) == spec.num_classes]
-    st.session_state.setdefault("t_dataset", current_dataset_key())
-    if st.session_state["t_dataset"] not in matching:
-        st.session_state["t_dataset"] = matching[0] if matching else options[0]
-    if not matching:
-        show_error(f"No data set here has {spec.num_classes} classes for this net. Choose a data set on the Build page.")
+# --- the recommended path: fine-tune the best SIGNS net on the user's own photos ---------------------
+signs_runs = [c for c in saved_checkpoints() if c.dataset_key == "signs" and c.error is None]
+own_sets = newest_first([p for p in dataset_peeks() if p.kind == "folder"])
+if signs_runs and own_sets and not busy:
+    best = max(signs_runs, key=lambda c: c.test_acc or 0.0)
+    mine = own_sets[0]
+    with st.container(border=True):
+        t1, t2 = st.columns([3, 1], vertical_alignment="center")
+        t1.markdown(f"**Teach it your hand** — fine-tune **{best.name}** ({best.describe}) on your set "
+                    f"**{mine.title}** ({mine.n_train + mine.n_test} photos, classes {', '.join(mine.classes)}), "
+                    f"training {FREEZE_LABELS[RECOMMENDED_FREEZE]}.")
+        if t2.button("Fine-tune now", type="primary", icon=":material/back_hand:", width="stretch"):
+            st.session_state.update({"t_start": "checkpoint", "t_mode": "finetune", "t_ckpt": best.name,
+                                     "t_freeze": RECOMMENDED_FREEZE, "t_dataset": mine.key})
+            _load_recipe(best.arch, finetune=True, n_train=mine.n_train)
+            st.session_state["t_quick"] = True
+            st.rerun()
+
+# --- where the run starts ------------------------------------------------------------------------
+ckpt: Checkpoint | None = None
+freeze = "none"
+r1, r2, r3 = st.columns([1.2, 1.6, 1.6])
+origin = r1.radio("Start from", list(START_LABELS), format_func=START_LABELS.get, key="t_start", disabled=busy)
+if origin == "checkpoint":
+    saved = [c for c in saved_checkpoints() if c.error is None]
+    if not saved:
+        st.info("No saved checkpoint yet: train a new net and save it below, or on the Predict page.",
+                icon=":material/info:")
         st.stop()
-    dataset_key = c1.selectbox("Data set", matching, format_func=dataset_title, key="t_dataset",
-                               disabled=busy, help="Only data sets with as many classes as the net's outputs are offered.")
-    optimizer = c2.selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="t_optimizer", disabled=busy,
-                             help="How the gradient turns into a weight update.")
-    c3.number_input("Learning rate", min_value=1e-6, max_value=10.0, format="%.5f", step=0.0005, key="t_lr", disabled=busy,
-                    help="Step size of each update. Too large and the loss explodes; too small and nothing moves.")
-    c4.selectbox("Schedule", list(SCHEDULES), key="t_schedule", disabled=busy, help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
-    o1, o2, c7, c8 = st.columns(4)
-    if optimizer == "momentum":
-        o1.slider("Momentum", 0.0, 0.99, step=0.01, key="t_momentum", disabled=busy,
-                  help="Fraction of the previous update carried into the next: smooths and speeds up SGD.")
-    elif optimizer == "rmsprop":
-        o1.slider("RMSprop alpha", 0.8, 0.999, step=0.001, format="%.3f", key="t_alpha", disabled=busy,
-                  help="Decay of the running average of squared gradients.")
-    elif optimizer == "adam":
-        o1.slider("Adam β1", 0.5, 0.99, step=0.01, key="t_beta1", disabled=busy, help="Decay of the gradient's running mean.")
-        o2.slider("Adam β2", 0.9, 0.9999, step=0.0001, format="%.4f", key="t_beta2", disabled=busy,
-                  help="Decay of the squared gradient's running mean.")
-    else:
-        o1.caption("Plain SGD: `w -= lr * grad`.")
-    c7.number_input("L2 weight decay", min_value=0.0, max_value=1.0, format="%.5f", step=0.0001, key="t_wd", disabled=busy,
-                    help="Pulls weights toward zero each step: less overfitting, smaller weights.")
-    c8.select_slider("Batch size", BATCH_SIZES, key="t_batch", disabled=busy,
-                     format_func=lambda b: "full" if b == 0 else str(b),
-                     help="Images per step; 'full' uses the whole training set per step (the tutorial's first example).")
-    c9, c10, c11, c12, c13 = st.columns([1, 1, 1, 1, 1], vertical_alignment="bottom")
-    c9.number_input("Epochs", min_value=1, max_value=500, step=1, key="t_epochs", disabled=busy,
-                    help="Passes over the training set.")
-    c10.toggle("Augment", key="t_augment", disabled=busy,
-               help="Random zoom, shift, small rotation, mirror and lighting each step: makes the net robust to real photos.")
-    c11.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="t_seed", disabled=busy,
-                     help="Same seed, same settings, same device → the same curves.")
-    st.session_state.setdefault("t_device", "auto")
-    c12.selectbox("Device", device_options(), key="t_device", disabled=busy,
-                  help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
-    if c13.button("Reset to recipe", disabled=busy, help="The default settings that train this net well."):
-        _load_recipe(spec.arch)
-        st.rerun()
-    st.caption(f"Dropout {spec.dropout:g} and batch norm {'on' if spec.batchnorm else 'off'} come from the net (Build page).")
+    names = [c.name for c in saved]
+    if st.session_state.get("t_ckpt") not in names:
+        st.session_state["t_ckpt"] = names[0]
+    ckpt_name = r2.selectbox("Checkpoint", names, key="t_ckpt", disabled=busy,
+                             format_func=lambda n: f"{n} — {next(c.describe for c in saved if c.name == n)}")
+    mode = r3.radio("Then", list(MODE_LABELS), format_func=MODE_LABELS.get, key="t_mode", disabled=busy)
+    try:
+        path = checkpoint_dir() / ckpt_name
+        ckpt = get_checkpoint(str(path), path.stat().st_mtime)
+    except (CheckpointError, OSError) as e:
+        show_error(f"This checkpoint can't be used: {e}")
+        st.stop()
+    spec = ckpt.spec
+    start = mode
+    if start == "finetune":
+        freeze = r3.radio("Train", list(FREEZE_LABELS), format_func=FREEZE_LABELS.get, key="t_freeze", disabled=busy,
+                          help="All layers: every weight moves. The last layers only: the features the net learned "
+                               "stay as they are and only its classifier learns your classes — faster, and safer "
+                               "with few photos.")
+else:
+    start = "new"
 
-s = st.session_state
-config = TrainConfig(
-    optimizer=s["t_optimizer"], lr=float(s["t_lr"]), momentum=float(s["t_momentum"]), alpha=float(s["t_alpha"]),
-    betas=(float(s["t_beta1"]), float(s["t_beta2"])), weight_decay=float(s["t_wd"]), schedule=s["t_schedule"],
-    augment=bool(s["t_augment"]), batch_size=int(s["t_batch"]), epochs=int(s["t_epochs"]), seed=int(s["t_seed"]),
-    device=s["t_device"],
-)
+if start == "resume":
+    # A saved run continues on its own data with its own settings: nothing to choose but how far.
+    saved_on = ckpt.dataset.get("key")
+    config = TrainConfig.from_dict(ckpt.training)
+    done = int(ckpt.metrics.get("epochs", 0))
+    st.caption(f"Net: **{spec.describe()}**, {done} of {config.epochs} epochs done on "
+               f"**{dataset_title(saved_on) if saved_on in datasets_here() else ckpt.dataset.get('title', saved_on)}** "
+               f"with {config.describe()}.")
+    if saved_on not in datasets_here():
+        show_error(f"The data this run trained on ({ckpt.dataset.get('title', saved_on)}) is not here, so it can't "
+                   "continue. Put its files back, or fine-tune the checkpoint on another data set.")
+        st.stop()
+    dataset_key = saved_on
+    st.session_state["t_extend"] = 0
+    if done >= config.epochs:
+        st.session_state["t_extend"] = int(st.number_input(
+            "Extend to this many epochs", min_value=config.epochs + 1, max_value=10_000, value=config.epochs + 10,
+            disabled=busy, help="The run finished its epochs; the extra ones run its schedule again."))
+else:
+    if start == "new":
+        st.caption(f"Net: **{spec.describe()}** — change it on the Build page.")
+        choices = [k for k in datasets_here() if len(get_peek(k, data_dir()).classes) == spec.num_classes]
+        choices_help = "Only data sets with as many classes as the net's outputs are offered."
+        if not choices:
+            show_error(f"No data set here has {spec.num_classes} classes for this net. Choose a data set on the Build page.")
+            st.stop()
+    else:
+        st.caption(f"Net: **{spec.describe()}**, from `{ckpt.source}` — {ckpt.describe()}.")
+        choices = datasets_here()
+        choices_help = ("Any data set: with the checkpoint's classes its head is kept, with other classes it gets "
+                        "a new head for them.")
+    if st.session_state.get("t_recipe_for") != _recipe_key(spec.arch, start == "finetune"):
+        _load_recipe(spec.arch, finetune=start == "finetune")
+    # Only the chosen optimizer's sliders are drawn, and Streamlit drops the state of a keyed widget that a
+    # run did not draw: after switching optimizers the others' settings would be gone (a KeyError below).
+    # Put the recipe's values back, so every setting always has one and a slider shown again starts there.
+    _defaults = recipe(spec.arch)
+    for _key, _value in (("t_momentum", _defaults.momentum), ("t_alpha", _defaults.alpha),
+                         ("t_beta1", _defaults.betas[0]), ("t_beta2", _defaults.betas[1])):
+        st.session_state.setdefault(_key, _value)
+
+    with st.container(border=True):
+        c1, c2, c3, c4 = st.columns(4)
+        st.session_state.setdefault("t_dataset", current_dataset_key())
+        if st.session_state["t_dataset"] not in choices:
+            st.session_state["t_dataset"] = choices[0]
+        dataset_key = c1.selectbox("Data set", choices, format_func=dataset_title, key="t_dataset", disabled=busy,
+                                   help=choices_help)
+        optimizer = c2.selectbox("Optimizer", list(OPTIMIZERS), format_func=OPTIMIZERS.get, key="t_optimizer", disabled=busy,
+                                 help="How the gradient turns into a weight update.")
+        c3.number_input("Learning rate", min_value=1e-6, max_value=10.0, format="%.5f", step=0.0005, key="t_lr", disabled=busy,
+                        help="Step size of each update. Too large and the loss explodes; too small and nothing moves.")
+        c4.selectbox("Schedule", list(SCHEDULES), key="t_schedule", disabled=busy, help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
+        o1, o2, c7, c8 = st.columns(4)
+        if optimizer == "momentum":
+            o1.slider("Momentum", 0.0, 0.99, step=0.01, key="t_momentum", disabled=busy,
+                      help="Fraction of the previous update carried into the next: smooths and speeds up SGD.")
+        elif optimizer == "rmsprop":
+            o1.slider("RMSprop alpha", 0.8, 0.999, step=0.001, format="%.3f", key="t_alpha", disabled=busy,
+                      help="Decay of the running average of squared gradients.")
+        elif optimizer == "adam":
+            o1.slider("Adam β1", 0.5, 0.99, step=0.01, key="t_beta1", disabled=busy, help="Decay of the gradient's running mean.")
+            o2.slider("Adam β2", 0.9, 0.9999, step=0.0001, format="%.4f", key="t_beta2", disabled=busy,
+                      help="Decay of the squared gradient's running mean.")
+        else:
+            o1.caption("Plain SGD: `w -= lr * grad`.")
+        c7.number_input("L2 weight decay", min_value=0.0, max_value=1.0, format="%.5f", step=0.0001, key="t_wd", disabled=busy,
+                        help="Pulls weights toward zero each step: less overfitting, smaller weights.")
+        c8.select_slider("Batch size", BATCH_SIZES, key="t_batch", disabled=busy,
+                         format_func=lambda b: "full" if b == 0 else str(b),
+                         help="Images per step; 'full' uses the whole training set per step (the tutorial's first example).")
+        c9, c10, c11, c12, c13 = st.columns([1, 1, 1, 1, 1], vertical_alignment="bottom")
+        c9.number_input("Epochs", min_value=1, max_value=500, step=1, key="t_epochs", disabled=busy,
+                        help="Passes over the training set.")
+        c10.toggle("Augment", key="t_augment", disabled=busy,
+                   help="Random zoom, shift, small rotation, mirror and lighting each step: makes the net robust to real photos.")
+        c11.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="t_seed", disabled=busy,
+                         help="Same seed, same settings, same device → the same curves.")
+        st.session_state.setdefault("t_device", "auto")
+        c12.selectbox("Device", device_options(), key="t_device", disabled=busy,
+                      help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
+        if c13.button("Reset to recipe", disabled=busy, help="The default settings that train this net well."):
+            _load_recipe(spec.arch, finetune=start == "finetune")
+            st.rerun()
+        st.caption(f"Dropout {spec.dropout:g} and batch norm {'on' if spec.batchnorm else 'off'} come from the net "
+                   + ("(Build page)." if start == "new" else "(the checkpoint)."))
+    config = _config_from_widgets()
+    if start == "finetune":
+        peek = get_peek(dataset_key, data_dir())
+        same = set(peek.classes) == set(ckpt.classes) and len(peek.classes) == len(ckpt.classes)
+        st.info(f"{dataset_title(dataset_key)} has " + (
+            f"the checkpoint's classes ({', '.join(ckpt.classes)}): its head is kept." if same else
+            f"other classes ({', '.join(peek.classes)}) than the checkpoint ({', '.join(ckpt.classes)}): it gets a "
+            "new head for them."), icon=":material/info:")
 
 b1, b2, b3, _ = st.columns([1, 1, 1, 3])
-if b1.button("Start", type="primary", icon=":material/play_arrow:", disabled=busy, width="stretch"):
+quick = st.session_state.pop("t_quick", False)
+if b1.button("Start", type="primary", icon=":material/play_arrow:", disabled=busy, width="stretch") or quick:
     try:
-        dataset = get_dataset(dataset_key, data_dir())
+        # An image folder's photos are made at the size the net reads (for a resumed run, the size it trained on).
+        size = ckpt.train_image_size if start == "resume" else spec.input_size
+        dataset = get_dataset(dataset_key, data_dir(), size)
         config.validate(len(dataset.x_train))
-        _start_run(spec, dataset, config)
+        _start_run(_new_trainer(start, spec, dataset, config, ckpt, freeze), dataset_key)
         st.rerun()
     except (ValueError, RuntimeError) as e:
         show_error(f"Could not start: {e}")
@@ -221,9 +334,11 @@ def live_view() -> None:
     if job.running:
         text += f" · {_fmt_eta(p.eta_seconds)}"
     st.progress(min(1.0, p.fraction), text=text)
+    run = next(r for r in runs() if r["job"] is job)
+    if run.get("note"):
+        st.caption(f"Fine-tuning {run['note']}.")
     if p.status in ("diverged", "failed"):
         show_error(p.message)
-    run = next(r for r in runs() if r["job"] is job)
     steps_fig, epochs_fig = _curve_figures(run)
     a, b = st.columns(2)
     a.plotly_chart(steps_fig, width="stretch", key="live_steps")

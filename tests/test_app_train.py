@@ -3,14 +3,12 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
+from core.capture import CaptureSet
 from core.checkpoint import load_checkpoint
+from core.data import load_dataset
 from core.spec import ModelSpec, default_spec
-
-
-from tests.apptest import assert_clean, button, disabled, errors, plotly_keys, table, wait_for_job
-
-
-# --- Train ----------------------------------------------------------------------------------------
+from core.trainer import TrainConfig, Trainer
+from tests.apptest import assert_clean, button, disabled, errors, hand_photo, plotly_keys, table, wait_for_job
 
 MLP = default_spec("mlp")
 
@@ -120,3 +118,113 @@ def test_train_switching_optimizers_keeps_every_setting(env, apps):
     assert at.slider(key="t_momentum").value == 0.9  # the recipe's, not the slider's minimum
 
 
+
+
+# --- starting from a saved checkpoint ---------------------------------------------------------------
+
+
+def _saved_mlp(env, epochs: int, planned: int, name: str, dataset_key: str | None = None) -> str:
+    """An MLP trained ``epochs`` of ``planned`` epochs on the synthetic set, saved in the checkpoint dir."""
+    trainer = Trainer(MLP, load_dataset("synthetic"), TrainConfig(epochs=planned, batch_size=128, augment=False))
+    for _ in trainer.run(lambda: trainer.epoch >= epochs):
+        pass
+    path = trainer.save(env.ckpt / name)
+    if dataset_key is not None:  # stands in for a run on other data (only the menus read it)
+        import torch
+
+        payload = torch.load(path, weights_only=True)
+        payload["dataset"]["key"] = dataset_key
+        torch.save(payload, path)
+    return path.name
+
+
+def _own_set(env, classes: tuple[str, ...], per_class: int = 3, name: str = "my-hand") -> None:
+    cs = CaptureSet(list(classes))
+    for k, c in enumerate(classes):
+        for i in range(per_class):
+            cs.add(c, hand_photo(96, index=(k * per_class + i) % 100), f"{c}{i}.jpg")
+    cs.save(name, env.data)
+
+
+def _from_checkpoint(at: AppTest, name: str, mode: str) -> None:
+    at.radio(key="t_start").set_value("checkpoint")
+    at.run()
+    at.selectbox(key="t_ckpt").set_value(name)
+    at.radio(key="t_mode").set_value(mode)
+    at.run()
+    assert_clean(at)
+
+
+def test_finetune_a_checkpoint_on_own_classes_with_the_last_layers_only(env, apps):
+    source = _saved_mlp(env, 1, 1, "mlp-synthetic.pt")
+    _own_set(env, ("rock", "paper"))
+    at = apps("pages/train.py")
+    _from_checkpoint(at, source, "finetune")
+    at.radio(key="t_freeze").set_value("features")
+    at.selectbox(key="t_dataset").set_value("my-hand")
+    at.run()
+    # The fine-tuning recipe is in the widgets, and the page says what happens to the head.
+    assert at.number_input(key="t_epochs").value == 30 and at.number_input(key="t_lr").value == 0.001
+    assert any("new head" in i.value and "paper, rock" in i.value for i in at.info)
+    at.number_input(key="t_epochs").set_value(3)
+    at.run()
+    button(at, "Start").click()
+    at.run()
+    wait_for_job(at)
+    job = at.session_state["job"]
+    assert job.status == "finished", job.message
+    assert job.trainer.freeze == "features" and job.trainer.new_head
+    assert job.trainer.dataset.classes == ("paper", "rock")
+    assert any("new head for 2 classes" in c.value for c in at.caption)
+    assert "fine-tuned from mlp-synthetic.pt (last layers)" in table(at, "run").iloc[0]["run"]
+    # Saved, it says where it came from and predicts the user's classes.
+    button(at, "Save checkpoint").click()
+    at.run()
+    assert_clean(at)
+    saved = [p for p in env.ckpt.iterdir() if p.name != source]
+    assert len(saved) == 1
+    ckpt = load_checkpoint(saved[0])
+    assert ckpt.classes == ("paper", "rock") and ckpt.origin["init_from"]["file"] == source
+    assert ckpt.origin["freeze"] == "features"
+
+
+def test_one_click_finetunes_the_best_signs_net_on_the_newest_own_set(env, apps):
+    _saved_mlp(env, 1, 1, "weak-signs.pt", dataset_key="signs")
+    _own_set(env, tuple("012345"), per_class=2)
+    at = apps("pages/train.py")
+    quick = [m for m in at.markdown if "Teach it your hand" in m.value]
+    assert quick and "weak-signs.pt" in quick[0].value and "my-hand" in quick[0].value
+    button(at, "Fine-tune now").click()
+    at.run()
+    assert_clean(at)
+    wait_for_job(at)
+    job = at.session_state["job"]
+    assert job.status == "finished", job.message
+    assert job.trainer.init_from["file"] == "weak-signs.pt" and not job.trainer.new_head  # 0–5: the head stays
+    assert job.trainer.config.epochs == 30 and job.trainer.dataset.key == "my-hand"
+    assert any("keeps the checkpoint's head" in c.value for c in at.caption)
+
+
+def test_continue_a_saved_run_from_its_file(env, apps):
+    name = _saved_mlp(env, 2, 4, "half.pt")
+    at = apps("pages/train.py")
+    _from_checkpoint(at, name, "resume")
+    assert any("2 of 4 epochs done" in c.value for c in at.caption)
+    button(at, "Start").click()
+    at.run()
+    wait_for_job(at)
+    job = at.session_state["job"]
+    assert job.status == "finished" and job.trainer.epoch == 4 and len(job.history().epochs) == 4
+    assert "continued from half.pt" in table(at, "run").iloc[0]["run"]
+    # A finished run offers to extend it instead.
+    done = _saved_mlp(env, 2, 2, "done.pt")
+    _from_checkpoint(at, done, "resume")
+    assert [n.label for n in at.number_input] == ["Extend to this many epochs"]
+
+
+def test_a_checkpoint_whose_data_is_gone_cannot_continue(env, apps):
+    name = _saved_mlp(env, 1, 3, "elsewhere.pt", dataset_key="signs")  # SIGNS isn't in the empty data dir
+    at = apps("pages/train.py")
+    _from_checkpoint(at, name, "resume")
+    assert any("is not here" in m for m in errors(at))
+    assert not [b for b in at.button if b.label == "Start"]

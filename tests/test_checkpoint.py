@@ -34,7 +34,7 @@ from core.checkpoint import (
     load_into,
     save_checkpoint,
 )
-from core.nets import MaxPool2d, build_model
+from core.nets import FrozenBatchNorm2d, MaxPool2d, build_model, freeze_features
 from core.spec import ModelSpec
 from core.trainer import History, TrainConfig, Trainer
 
@@ -102,8 +102,12 @@ def test_save_load_round_trip(trained, tmp_path, tiny_dataset):
     history = History.from_dict(ckpt.history)
     assert history.step_losses == trained.history.step_losses and len(history.step_losses) == 6
     assert history.epochs == trained.history.epochs
-    assert ckpt.dataset == {"key": "tiny", "title": tiny_dataset.title, "synthetic": True, "train": 48, "test": 24}
+    assert ckpt.dataset == {"key": "tiny", "title": tiny_dataset.title, "synthetic": True, "kind": "synthetic",
+                            "train": 48, "test": 24, "image_size": 16}
     assert ckpt.preprocessing["channels"] == 1 and ckpt.preprocessing["size"] == 16
+    assert ckpt.preprocessing["image_size"] == 16 and ckpt.image_size == 16 and ckpt.source == "run.pt"
+    assert ckpt.origin == {"init_from": None, "freeze": "none", "new_head": False, "resumed_from": None}
+    assert ckpt.resume["epoch_boundary"] is True and (ckpt.resume["step"], ckpt.resume["epoch"]) == (6, 2)
     assert {"color", "scale", "crop"} <= set(ckpt.preprocessing)
     assert ckpt.versions["torch"] == str(torch.__version__)
     assert {"python", "torchlab"} <= set(ckpt.versions)
@@ -451,6 +455,52 @@ def test_an_exported_sequential_net_needs_only_torch_to_load(trained):
     copy = torch.load(io.BytesIO(data), weights_only=False)
     assert [type(m) for m in copy] == [type(m) if type(m) is not MaxPool2d else nn.MaxPool2d for m in model]
     assert torch.equal(outputs(copy, trained.x_test), outputs(model, trained.x_test))
+
+
+def test_an_exported_frozen_net_is_plain_torch_and_the_live_one_stays_frozen(trained):
+    model = build_model(SPEC, "sequential", seed=0)
+    freeze_features(model)
+    data = export_full_model(model)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        pickled = z.read(next(n for n in z.namelist() if n.endswith("/data.pkl")))
+    modules = {arg.split(" ")[0] for op, arg, _ in pickletools.genops(pickled) if op.name == "GLOBAL"}
+    assert all(m.startswith(("torch", "collections", "__builtin__")) for m in modules), modules
+    copy = torch.load(io.BytesIO(data), weights_only=False)
+    assert type(copy[1]) is nn.BatchNorm2d and all(p.requires_grad for p in copy.parameters())
+    assert type(model[1]) is FrozenBatchNorm2d and not model[0].weight.requires_grad  # the live net is untouched
+    assert torch.equal(outputs(copy, trained.x_test), outputs(model, trained.x_test))
+
+
+# --- what checkpoints written before fine-tuning and resuming look like ------------------------
+
+
+def test_a_version_1_file_without_the_new_keys_loads_as_before(saved):
+    payload = torch.load(saved, weights_only=True)
+    payload["preprocessing"] = {k: v for k, v in payload["preprocessing"].items() if k != "image_size"}
+    for key in ("origin", "resume"):
+        del payload[key]
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    ckpt = load_checkpoint(buf.getvalue())
+    assert ckpt.image_size is None and ckpt.train_image_size == SPEC.input_size
+    assert ckpt.preprocessing["image_size"] == SPEC.input_size
+    assert ckpt.origin == {} and ckpt.resume is None and ckpt.source == ""
+
+
+@pytest.mark.parametrize("value", [True, 0, -3, "64", 1e9, None])
+def test_an_unusable_image_size_falls_back_to_the_input_size(saved, value):
+    payload = torch.load(saved, weights_only=True)
+    payload["preprocessing"]["image_size"] = value
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    assert load_checkpoint(buf.getvalue()).train_image_size == SPEC.input_size
+
+
+def test_save_checkpoint_records_the_training_image_size(tmp_path):
+    model = build_model(SPEC, seed=0)
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "a.pt", model, SPEC, "module", ["a", "b", "c"], image_size=48))
+    assert ckpt.image_size == 48 and ckpt.preprocessing["image_size"] == 48 and ckpt.preprocessing["size"] == 16
+    assert ckpt.origin == {} and ckpt.resume is None
 
 
 # --- the checkpoint list -----------------------------------------------------------------------

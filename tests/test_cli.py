@@ -22,7 +22,7 @@ import core.predict
 import core.train
 from core.checkpoint import load_checkpoint
 from core.nets import count_parameters
-from core.trainer import recipe
+from core.trainer import finetune_recipe, recipe
 
 REPO = Path(__file__).resolve().parent.parent
 JSON_KEYS = {
@@ -247,3 +247,114 @@ def test_lenet_on_signs_with_the_default_recipe_reaches_95_percent(data_dir, tmp
     assert load_checkpoint(summary["checkpoint"]).classes == ("0", "1", "2", "3", "4", "5")
     # The tutorial's recipe needs 1,000 epochs for 93 %; the default must do better with no flags.
     assert summary["test_acc"] >= 0.95, summary
+
+
+# --- fine-tuning and resuming from the command line ---------------------------------------------
+
+
+def write_image_folder(root: Path, classes: tuple[str, ...], per_class: int = 6, seed: int = 0) -> Path:
+    """ROOT/<class>/*.png: small photos with a class-specific bright bar, written with PIL."""
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 60, (40, 48, 3), dtype=np.uint8)
+            image[5 + 10 * k : 12 + 10 * k, :] = 230
+            Image.fromarray(image).save(root / name / f"img{i}.png")
+    return root
+
+
+def in_process(args: list[str], env: dict[str, str], monkeypatch, capsys) -> tuple[int, str, str]:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code = core.train.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def hands(tmp_path) -> Path:
+    """A data directory holding one saved set, ``hands``: rock / paper / scissors photos."""
+    data = tmp_path / "data"
+    write_image_folder(data / "hands", ("rock", "paper", "scissors"))
+    return data
+
+
+def test_init_from_fine_tunes_on_an_image_folder_end_to_end(trained, hands, tmp_path):
+    summary, _, _ = trained
+    base = load_checkpoint(summary["checkpoint"])
+    folder = hands / "hands"
+    result = run_cli("core.train", ["--dataset", str(folder), "--init-from", summary["checkpoint"], "--freeze", "features",
+                                    "--epochs", "2"], cli_env(tmp_path / "out", hands))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().count("\n") == 0
+    line = json.loads(result.stdout)
+    name = Path(summary["checkpoint"]).name
+    assert (line["dataset"], line["init_from"], line["freeze"], line["new_head"], line["resumed_from"]) == (
+        str(folder), name, "features", True, None)
+    assert line["model"] == base.spec.arch and line["classes"] == ["paper", "rock", "scissors"]
+    assert line["trainable_parameters"] < line["parameters"]
+    # The fine-tuning recipe, with the flag given on top of it.
+    assert line["config"] == finetune_recipe(base.spec.arch, 12).replace(epochs=2).to_dict()
+    old = ", ".join(base.classes)
+    assert f"new head for 3 classes (paper, rock, scissors); the checkpoint had {len(base.classes)} ({old})" in result.stderr
+    assert f"starting from {name}" in result.stderr and "frozen: the features" in result.stderr
+    out = Path(line["checkpoint"])
+    assert out.parent == tmp_path / "out" and out.name.startswith(f"{base.spec.arch}-hands-")  # the folder's name
+    ckpt = load_checkpoint(out)
+    assert ckpt.spec == base.spec.replace(num_classes=3) and ckpt.classes == ("paper", "rock", "scissors")
+    assert ckpt.origin["init_from"]["file"] == name and ckpt.origin["freeze"] == "features"
+    assert ckpt.image_size == base.spec.input_size and ckpt.dataset["kind"] == "folder"
+
+
+def test_resume_extends_a_finished_run_and_says_where_it_came_from(trained, hands, tmp_path, monkeypatch, capsys):
+    summary, _, _ = trained
+    env = cli_env(tmp_path / "out", hands)
+    first = tmp_path / "first.pt"
+    code, out, err = in_process(["--dataset", "hands", "--init-from", summary["checkpoint"], "--epochs", "2",
+                                 "--out", str(first)], env, monkeypatch, capsys)
+    assert code == 0, err
+    assert json.loads(out)["freeze"] == "none" and "keeps" not in err  # other classes: a new head
+
+    code, out, err = in_process(["--resume", str(first)], env, monkeypatch, capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "first.pt: this run already finished its 2 epochs" in err and "--init-from" in err
+
+    code, out, err = in_process(["--resume", str(first), "--epochs", "3", "--out", str(tmp_path / "more.pt")],
+                                env, monkeypatch, capsys)
+    assert code == 0, err
+    line = json.loads(out)
+    assert line["dataset"] == "hands"  # the run's own set, found in the data directory
+    assert (line["resumed_from"], line["init_from"], line["new_head"], line["epochs"]) == (
+        "first.pt", Path(summary["checkpoint"]).name, True, 3)
+    assert "resuming first.pt at epoch 2/3" in err and "epoch   3/3" in err and "epoch   2/3" not in err
+    more = load_checkpoint(tmp_path / "more.pt")
+    assert len(more.history["epochs"]) == 3 and more.origin["resumed_from"] == "first.pt"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--init-from", "{ckpt}", "--resume", "{ckpt}"], "--init-from and --resume exclude each other"),
+        (["--model", "mlp", "--freeze", "features"], "--freeze needs --init-from CHECKPOINT"),
+        (["--init-from", "{ckpt}", "--model", "resnet50"], "--model resnet50 conflicts with"),
+        (["--init-from", "{ckpt}", "--channels", "1"], "--channels 1 conflicts with"),
+        (["--init-from", "{ckpt}", "--no-batchnorm", "--dropout", "0.5"], "--dropout 0.5 conflicts with"),
+        (["--init-from", "{missing}"], "none.pt: file not found"),
+        (["--resume", "{ckpt}", "--lr", "0.5"], "--lr 0.5: the saved run has lr 0.01"),
+        (["--resume", "{ckpt}", "--augment"], "--augment: the saved run has augment False"),
+        (["--resume", "{ckpt}"], "already finished its"),
+        (["--model", "mlp", "--dataset", "{nowhere}"], "no such file or folder"),
+        ([], "--model is required"),
+    ],
+)
+def test_fine_tune_and_resume_refusals_exit_2_with_one_line(trained, hands, tmp_path, monkeypatch, capsys, flags, expected):
+    summary, _, _ = trained
+    values = {"ckpt": summary["checkpoint"], "missing": str(tmp_path / "none.pt"), "nowhere": str(tmp_path / "no" / "such")}
+    args = [a.format(**values) for a in flags]
+    if "--dataset" not in args and "--resume" not in args:
+        args = ["--dataset", "hands", *args]
+    code, out, err = in_process(args, cli_env(tmp_path / "out", hands), monkeypatch, capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").glob("*.pt")) == []

@@ -152,3 +152,44 @@ def test_a_checkpoint_is_not_an_image(run, tmp_path):
     path = trainer.save(tmp_path / "again.pt")
     with pytest.raises(ImageError):
         predict_image(ckpt, path)
+
+
+# --- the side of the training images (checkpoint's preprocessing image_size) --------------------
+
+
+@pytest.fixture
+def small_net_big_images(make_tiny_dataset, tmp_path):
+    """A 16-px LeNet trained on 32×32 images (the trainer resizes them, antialiased)."""
+    data = make_tiny_dataset(size=32)
+    trainer = Trainer(SPECS["lenet-gray"], data, CONFIG)
+    for _ in trainer.run():
+        pass
+    return data, trainer.save(tmp_path / "big.pt")
+
+
+def test_a_photo_is_made_at_the_training_image_size_then_resized_like_training(small_net_big_images):
+    data, path = small_net_big_images
+    ckpt = load_checkpoint(path)
+    assert ckpt.image_size == 32 and ckpt.spec.input_size == 16
+    for i in range(4):
+        image = data.x_test[i]  # a training-sized image: prediction must match the training path exactly
+        pred = predict_image(ckpt, png(image))
+        assert pred.seen.shape == (32, 32, 3) and np.array_equal(pred.seen, image)
+        expected = net_probabilities(ckpt, image[None])[0]  # images_to_tensor(..., size=16), as the trainer
+        got = torch.tensor([pred.probabilities[c] for c in ckpt.classes])
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-7)
+    big = np.random.default_rng(3).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    assert predict_image(ckpt, png(big)).seen.shape == (32, 32, 3)
+
+
+def test_a_checkpoint_without_the_image_size_prepares_photos_at_the_input_size(small_net_big_images, tmp_path):
+    data, path = small_net_big_images
+    payload = torch.load(path, weights_only=True)
+    del payload["preprocessing"]["image_size"]  # as files saved before it was recorded
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    old = load_checkpoint(buf.getvalue())
+    pred = predict_image(old, png(data.x_test[0]))
+    assert pred.seen.shape == (16, 16, 3)
+    expected = net_probabilities(old, pred.seen[None])[0]
+    torch.testing.assert_close(torch.tensor([pred.probabilities[c] for c in old.classes]), expected, rtol=0, atol=1e-7)

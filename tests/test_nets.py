@@ -26,9 +26,16 @@ from core.nets import (
     count_parameters,
     Bottleneck,
     MaxPool2d,
+    FrozenBatchNorm1d,
+    FrozenBatchNorm2d,
+    classifier,
+    feature_head_split,
+    freeze_features,
     init_kaiming,
     lenet_flat_features,
     max_pool2d,
+    replace_head,
+    unfreeze,
 )
 from core.spec import ModelSpec, SpecError, default_spec
 from core.summary import summarize
@@ -649,3 +656,131 @@ def test_generated_resnet_stage_comments_match_the_summary(spec: ModelSpec) -> N
 def test_generate_code_refuses_unknown_style() -> None:
     with pytest.raises(SpecError, match="style"):
         generate_code(TUTORIAL["mlp"][0], "functional")  # type: ignore[arg-type]
+
+
+# --- the feature / head seam -----------------------------------------------------------------------
+
+
+def tensor_owners(model: nn.Module) -> dict[str, nn.Module]:
+    """state_dict key → the module that registered the tensor."""
+    owner = {id(t): m for m in model.modules() for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]}
+    return {k: owner[id(t)] for k, t in model.state_dict(keep_vars=True).items()}
+
+
+# The head each net trains when its features are frozen, as layer types in forward order.
+HEADS = {
+    "mlp": ["Linear"],
+    "lenet": ["Linear", "BatchNorm1d", "Linear", "BatchNorm1d", "Linear", "BatchNorm1d", "Linear"],
+    "resnet50": ["Linear"],
+}
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_feature_head_split_covers_every_tensor_once_in_both_styles(arch: str, style: str) -> None:
+    spec = TUTORIAL[arch][0]
+    model = library_model(spec, style)
+    features, head = feature_head_split(model)
+    assert [type(m).__name__ for m in head] == HEADS[arch]
+    assert head[-1] is classifier(model) and head[-1].out_features == spec.num_classes
+    owners = tensor_owners(model)
+    in_features = [k for k, m in owners.items() if any(m is f for f in features)]
+    in_head = [k for k, m in owners.items() if any(m is h for h in head)]
+    keys = list(owners)
+    assert keys == in_features + in_head  # every tensor once, features first
+    if arch != "mlp":
+        assert all(not isinstance(m, nn.Linear) for m in features)  # the conv part only
+        assert isinstance(features[-1], (nn.Conv2d, nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_split_is_the_same_in_both_styles(arch: str) -> None:
+    spec = VARIANTS[arch]
+    shapes = {}
+    for style in STYLES:
+        features, head = feature_head_split(library_model(spec, style))
+        shapes[style] = ([tuple(p.shape) for m in features for p in m.parameters()],
+                         [tuple(p.shape) for m in head for p in m.parameters()])
+    assert shapes["module"] == shapes["sequential"]
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("arch", ["lenet", "mlp"])
+def test_replace_head_puts_a_fresh_kaiming_classifier_in_the_same_place(arch: str, style: str) -> None:
+    spec = VARIANTS[arch]
+    model = copy.deepcopy(library_model(spec, style))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    old = classifier(model)
+    new_spec = replace_head(model, spec, 7, torch.Generator().manual_seed(3))
+    assert new_spec == spec.replace(num_classes=7)
+    new = classifier(model)
+    assert new is not old and new.out_features == 7 and new.in_features == old.in_features
+    after = model.state_dict()
+    assert list(after) == list(before)  # same names, same order: copy_weights still pairs them up
+    head_keys = [k for k, m in tensor_owners(model).items() if m is new]
+    for k in after:
+        if k in head_keys:
+            assert after[k].shape[0] == 7
+        else:
+            exact(after[k], before[k])
+    assert torch.all(new.bias == 0)
+    twin = copy.deepcopy(library_model(spec, style))
+    replace_head(twin, spec, 7, torch.Generator().manual_seed(3))
+    exact(classifier(twin).weight, new.weight)  # the generator decides the new weights
+    other_style = build_model(new_spec, "sequential" if style == "module" else "module", seed=1)
+    copy_weights(model, other_style)
+    model.eval(), other_style.eval()
+    with torch.no_grad():
+        x = batch(spec)
+        assert model(x).shape == (len(x), 7)
+        torch.testing.assert_close(other_style(x), model(x))
+
+
+def test_replace_head_on_a_resnet_keeps_the_pool_and_dropout() -> None:
+    spec = VARIANTS["resnet50"]
+    model = copy.deepcopy(library_model(spec, "module"))
+    replace_head(model, spec, 5)
+    assert [type(m) for m in model.head] == [nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Linear]
+    assert model.head[-1].out_features == 5 and model(batch(spec)).shape[1] == 5
+    with pytest.raises(SpecError, match="number of classes"):
+        replace_head(model, spec, 1)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_frozen_batch_norms_stay_in_eval_mode_and_keep_their_statistics(style: str) -> None:
+    spec = TUTORIAL["lenet"][0]
+    model = randomize_bn(copy.deepcopy(library_model(spec, style)))
+    assert freeze_features(model) is model
+    features, head = feature_head_split(model)
+    assert all(not p.requires_grad for m in features for p in m.parameters())
+    assert all(p.requires_grad for m in head for p in m.parameters())
+    frozen = [m for m in features if isinstance(m, BN_TYPES)]
+    assert [type(m) for m in frozen] == [FrozenBatchNorm2d, FrozenBatchNorm2d]
+    stats = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    assert model.training and all(not m.training for m in frozen)
+    assert all(m.training for m in head if isinstance(m, BN_TYPES))
+    x = batch(spec, n=4)
+    model(x).sum().backward()
+    for m in features:
+        assert all(p.grad is None for p in m.parameters())
+    owners = tensor_owners(model)
+    for k, v in model.state_dict().items():
+        if any(owners[k] is m for m in features):
+            exact(v, stats[k])  # running statistics untouched by a training-mode forward
+    assert summarize(model, spec).trainable_params == count_parameters(model, trainable_only=True)
+    unfreeze(model)
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any(isinstance(m, (FrozenBatchNorm1d, FrozenBatchNorm2d)) for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_freezing_changes_no_output() -> None:
+    spec = TUTORIAL["lenet"][0]
+    model = randomize_bn(copy.deepcopy(library_model(spec, "module"))).eval()
+    x = batch(spec, n=4)
+    with torch.no_grad():
+        before = model(x)
+        after = freeze_features(model).eval()(x)
+    exact(after, before)

@@ -35,19 +35,9 @@ import torch
 from core.checkpoint import load_checkpoint
 from core.data import install_dataset_file
 from streamlit_app import MAX_RUNS
-from tests import test_app
+from tests.apptest import assert_clean, button, errors, table, wait_for_job
 from tests.bad_inputs import hdf5_cases
-from tests.test_app import (
-    MLP,
-    _train_page,
-    assert_clean,
-    button,
-    errors,
-    table,
-    wait_for_job,
-)
-
-env, apps, steady_server = test_app.env, test_app.apps, test_app.steady_server  # test_app's fixtures, used here
+from tests.test_app_train import MLP, _train_page
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEP_MODELS = 4  # pages/train.py's KEEP_MODELS (a page script: importing it would run it)

@@ -668,3 +668,12 @@ def test_an_unwatched_job_stops_itself_and_can_resume(tiny_dataset):
     time.sleep(0.3)
     job.stop()
     assert job.status == STOPPED and job.message == "" and trainer.step > 0
+
+
+def test_batches_of_one_image_are_refused_for_a_net_with_batch_norm(make_tiny_dataset):
+    with pytest.raises(ConfigError, match="batch size 1 leaves batches of one image.*2 or more, or 0 for full batch"):
+        Trainer(LENET_SPEC, make_tiny_dataset(), cfg(batch_size=1))
+    one = make_tiny_dataset(n_train=1, num_classes=2)
+    with pytest.raises(ConfigError, match="batch size 0 leaves batches of one image"):
+        Trainer(LENET_SPEC.replace(num_classes=2), one, cfg(batch_size=0))
+    train(MLP_SPEC, make_tiny_dataset(), cfg(batch_size=1, epochs=1))  # no batch norm: one image is a batch

@@ -28,6 +28,7 @@ expect = import_expect()
 
 PAGES = [  # (url path, navigation label, h1)
     ("/", "Overview", "TorchLab"),
+    ("/data", "Data", "Data"),
     ("/build", "Build", "Build a net"),
     ("/train", "Train", "Train"),
     ("/predict", "Predict", "Predict a hand sign"),
@@ -189,7 +190,7 @@ def test_deep_link_on_fresh_server(fresh_app, page, path, nav_label, title):
     """Opened first by its own URL on a just-started server, a page renders itself and the navigation."""
     open_page(page, fresh_app, path, title)
     nav = page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")
-    expect(nav).to_have_count(4)
+    expect(nav).to_have_count(len(PAGES))
     labels = nav.get_by_test_id("stMarkdownContainer").all_inner_texts()  # without the icons' ligature names
     assert [t.strip() for t in labels] == [p[1] for p in PAGES]
     expect(nav.filter(has_text=nav_label)).to_have_attribute("aria-current", "page")
