@@ -248,6 +248,21 @@ def fill_pending_device() -> None:
         slot.caption(_describe_device())
 
 
+def plotting():
+    """Plotly's figure module and ``make_subplots``, for the pages that draw charts.
+
+    Plotly looks pandas up in ``sys.modules`` without importing it: while another session's thread
+    was still importing pandas (``st.dataframe`` does), building a figure raised "partially
+    initialized module 'pandas' has no attribute 'Series'". Importing pandas first waits until that
+    import is complete. Not at the top of this module: the Overview needs neither, and renders first.
+    """
+    import pandas  # noqa: F401
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    return go, make_subplots
+
+
 def show_error(message: str) -> None:
     """The one way pages report a failure: what went wrong and what to do, no traceback."""
     st.error(message, icon=":material/error:")

@@ -21,6 +21,7 @@ class Prediction:
     confidence: float
     probabilities: dict[str, float]
     seen: np.ndarray  # image_size×image_size×3 uint8: the photo as a training image (before gray conversion and the net's resize)
+    net_input: torch.Tensor  # 1×C×S×S float on the CPU: exactly what the net was given
 
     def to_dict(self) -> dict[str, object]:
         return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
@@ -46,6 +47,7 @@ def predict_image(ckpt: Checkpoint, source: bytes | str | os.PathLike | BinaryIO
         confidence=float(probs[best]),
         probabilities={c: float(p) for c, p in zip(ckpt.classes, probs)},
         seen=seen,
+        net_input=x.cpu(),
     )
 
 

@@ -30,3 +30,14 @@ def images_to_tensor(images: np.ndarray | torch.Tensor, channels: int = 3, size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x.contiguous()
 
+
+
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    """One net input (C×H×W in [0, 1], C = 1 or 3) as an image to show: H×W (gray) or H×W×3 uint8.
+
+    The inverse of :func:`images_to_tensor` for display: what the net is given, pixel for pixel.
+    """
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise ValueError(f"expected a C×H×W tensor with 1 or 3 channels, got shape {tuple(x.shape)}")
+    a = (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    return a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).numpy()

@@ -2,26 +2,21 @@
 import hashlib
 from pathlib import Path
 
-import numpy as np
-# Plotly looks pandas up in sys.modules without importing it: while another session's thread is still
-# importing pandas (st.dataframe does), building a figure raised "partially initialized module 'pandas'
-# has no attribute 'Series'". Importing it here waits until that import is complete.
-import pandas  # noqa: F401
-import plotly.graph_objects as go
 import streamlit as st
 
 from core.checkpoint import Checkpoint, CheckpointError, checkpoint_dir, list_checkpoints, load_checkpoint
 from core.inference import evaluate_checkpoint, predict_image
 from core.preprocess import ImageError, load_image
 from core.spec import default_spec
-from core.tensors import GRAY_WEIGHTS
+from core.tensors import tensor_to_image
 from core.trainer import EpochEvent, Trainer, recipe
 from streamlit_app import (
     IMAGE_TYPES, best_hand_dataset, data_dir, dataset_title, datasets_here, get_checkpoint, get_dataset, get_peek,
-    page_setup, show_error,
+    page_setup, plotting, show_error,
 )
 
 page_setup("Predict")
+go, _ = plotting()
 
 
 @st.cache_resource(show_spinner="Checking the uploaded checkpoint…", max_entries=4)
@@ -49,13 +44,6 @@ def photo_to_show(data: bytes, name: str):
     image = load_image(data, name, min_side=512)  # big JPEGs decode at a reduced scale
     image.thumbnail((1024, 1024))
     return image
-
-
-def as_seen(image: np.ndarray, channels: int) -> np.ndarray:
-    """The prepared image as the net receives it: gray when the net is gray."""
-    if channels == 3:
-        return image
-    return (image.astype(np.float32) @ np.array(GRAY_WEIGHTS, dtype=np.float32)).clip(0, 255).astype(np.uint8)
 
 
 st.title("Predict a hand sign")
@@ -132,7 +120,7 @@ else:
     else:
         left, mid, right = st.columns([1, 1, 2])
         left.image(photo_to_show(image_file.getvalue(), image_file.name), caption="Your photo", width="stretch")
-        mid.image(as_seen(pred.seen, ckpt.spec.in_channels), width="stretch", clamp=True,
+        mid.image(tensor_to_image(pred.net_input[0]), width="stretch",
                   caption=f"What the net sees: {ckpt.spec.input_size}×{ckpt.spec.input_size}, "
                           f"{'gray' if ckpt.spec.in_channels == 1 else 'RGB'}")
         mid.metric("Prediction", pred.label, f"{pred.confidence:.1%} confident", delta_color="off",

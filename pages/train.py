@@ -1,13 +1,7 @@
 """Train: choose the optimizer and regularization, train in the background, watch the curves."""
 import re
 
-# Plotly looks pandas up in sys.modules without importing it: while another session's thread is still
-# importing pandas (st.dataframe does), building a figure raised "partially initialized module 'pandas'
-# has no attribute 'Series'". Importing it here waits until that import is complete.
-import pandas  # noqa: F401
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from core.checkpoint import EXPORT_WARNING, Checkpoint, CheckpointError, checkpoint_dir, export_full_model
 from core.inference import confusion_matrix
@@ -15,7 +9,7 @@ from core.jobs import RUNNING, STOPPING, TrainingJob
 from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, finetune_recipe, recipe
 from streamlit_app import (
     MAX_RUNS, current_dataset_key, current_spec, data_dir, dataset_peeks, dataset_title, datasets_here, device_options,
-    get_checkpoint, get_dataset, get_peek, newest_first, page_setup, runs, saved_checkpoints, show_error,
+    get_checkpoint, get_dataset, get_peek, newest_first, page_setup, plotting, runs, saved_checkpoints, show_error,
 )
 
 KEEP_MODELS = 4  # runs whose trained model stays in memory (to save or inspect); older keep curves only
@@ -27,6 +21,7 @@ FREEZE_LABELS = {"none": "all layers", "features": "the last layers only"}
 RECOMMENDED_FREEZE = "features"  # as accurate as all layers and faster: README, "Fine-tuning"
 
 page_setup("Train")
+go, make_subplots = plotting()
 
 
 def _load_recipe(arch: str, finetune: bool = False, n_train: int | None = None) -> None:

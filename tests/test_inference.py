@@ -193,3 +193,32 @@ def test_a_checkpoint_without_the_image_size_prepares_photos_at_the_input_size(s
     assert pred.seen.shape == (16, 16, 3)
     expected = net_probabilities(old, pred.seen[None])[0]
     torch.testing.assert_close(torch.tensor([pred.probabilities[c] for c in old.classes]), expected, rtol=0, atol=1e-7)
+
+
+def test_the_prediction_carries_exactly_what_the_net_was_given(run, tiny_dataset):
+    """The Predict page shows "what the net sees" from this tensor: it must be the net's real input."""
+    from core.tensors import tensor_to_image
+
+    _, ckpt = run
+    pred = predict_image(ckpt, png(np.asarray(Image.fromarray(tiny_dataset.x_test[0]).resize((96, 96)))))
+    x = pred.net_input
+    assert x.shape == (1, *ckpt.spec.input_shape) and x.dtype == torch.float32
+    probs = torch.softmax(ckpt.model.eval()(x), dim=1)[0]
+    assert torch.allclose(probs, torch.tensor([pred.probabilities[c] for c in ckpt.classes]), atol=1e-6)
+    shown = tensor_to_image(x[0])
+    assert shown.dtype == np.uint8 and shown.shape[:2] == (ckpt.spec.input_size,) * 2
+    # Shown as 8-bit pixels, it converts back to the same tensor (to rounding).
+    back = images_to_tensor(np.repeat(shown[..., None], 3, -1)[None] if shown.ndim == 2 else shown[None], 3)
+    assert torch.allclose(back[:, :1] if shown.ndim == 2 else back, x, atol=1 / 255)
+
+
+def test_tensor_to_image_inverts_images_to_tensor():
+    from core.tensors import tensor_to_image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert np.array_equal(tensor_to_image(images_to_tensor(rgb[None])[0]), rgb)
+    gray = tensor_to_image(images_to_tensor(rgb[None], channels=1)[0])
+    expected = np.rint(rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    assert gray.shape == (5, 7) and np.abs(gray.astype(int) - expected).max() <= 1
+    with pytest.raises(ValueError, match="C×H×W"):
+        tensor_to_image(torch.zeros(2, 4, 4))
