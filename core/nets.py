@@ -40,10 +40,10 @@ def _norm2d(spec: ModelSpec, n: int) -> nn.Module:
 def max_pool2d(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """``F.max_pool2d(x, kernel_size)`` (non-overlapping windows), through oneDNN on the CPU.
 
-    Same values and gradients (a test compares them), but ATen's CPU kernel for NCHW tensors took
-    9.5 ms forward + backward on LeNet's first activation (128×6×60×60, bf16) against 3.4 ms through
-    oneDNN here (one of the three changes that took the trainer's LeNet from 1.6× to 2.3× the tutorial's).
-    Elsewhere (a GPU, channels-last or other dtypes) it is plain ``F.max_pool2d``.
+    Same values and gradients (a test compares them), but ATen's CPU kernel for NCHW tensors is
+    much slower than oneDNN's, forward + backward, on LeNet's first activation (figures: README,
+    "Performance"; ``bench/bench_train.py`` measures the trainer it speeds up). Elsewhere (a GPU,
+    channels-last or other dtypes) it is plain ``F.max_pool2d``.
     """
     if (
         x.device.type == "cpu"
@@ -189,6 +189,13 @@ class Bottleneck(nn.Module):
             else nn.Identity()
         )
 
+    def zero_init_last(self) -> None:
+        """Zero the scale of the last batch norm, so the residual branch adds nothing and the block
+        starts as the identity on its shortcut (see :func:`zero_init_residuals`). Without batch
+        norm there is no scale to zero and the block is left as it is."""
+        if isinstance(self.bn3, nn.BatchNorm2d):
+            nn.init.zeros_(self.bn3.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))  # N, width, H/s, W/s
         y = F.relu(self.bn2(self.conv2(y)))  # N, width, H/s, W/s
@@ -300,13 +307,16 @@ def zero_init_residuals(model: nn.Module) -> nn.Module:
     """Zero the scale of each bottleneck's last batch norm, so every residual block starts as the
     identity (Goyal et al. 2017; timm's ``zero_init_last``).
 
-    The 50-layer net then begins as a shallow one and deepens as the scales grow. Measured on SIGNS
-    (Adam 1e-3, batch 32, 20 epochs, seed 0): 96.7 % test accuracy, against 85.8 % without it.
-    Nets without bottlenecks, or without batch norm, are left as they are.
+    The 50-layer net then begins as a shallow one and deepens as the scales grow, and reaches a
+    clearly better test accuracy on SIGNS with the same recipe (figures: README, "The nets").
+    Every submodule with a ``zero_init_last()`` method (as :class:`Bottleneck` has) gets it called,
+    so any residual block can take part by defining one. Nets without such blocks, or blocks
+    without batch norm, are left as they are.
     """
     for m in model.modules():
-        if isinstance(m, Bottleneck) and isinstance(m.bn3, nn.BatchNorm2d):
-            nn.init.zeros_(m.bn3.weight)
+        zero_init_last = getattr(m, "zero_init_last", None)
+        if callable(zero_init_last):
+            zero_init_last()
     return model
 
 

@@ -17,7 +17,6 @@ import contextlib
 import functools
 import hashlib
 import math
-import numbers
 import os
 import threading
 import time
@@ -35,7 +34,7 @@ from core.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from core.data import Dataset
 from core.device import pick_device
 from core.nets import FREEZE, build_model, copy_weights, count_parameters, feature_head_split, freeze_features, replace_head
-from core.spec import ARCHS, ModelSpec, Style
+from core.spec import ARCHS, ModelSpec, Style, _is_whole
 from core.tensors import images_to_tensor
 
 OPTIMIZERS: dict[str, str] = {
@@ -61,9 +60,9 @@ class _TurnLock:
     """A first-come, first-served lock: runs in one process take turns step by step.
 
     Two threads running torch ops at once each drive the whole intra-op thread pool, and on a
-    small CPU they thrash: two LeNet runs measured 40 images/s each against 280 alone. Taking turns
-    per step gives each about half the machine instead. FIFO order keeps one run from starving
-    another.
+    small CPU they thrash: together they get far less done than one run alone. Taking turns
+    per step gives each about half the machine instead (``bench/bench_sessions.py`` measures
+    runs sharing one server). FIFO order keeps one run from starving another.
     """
 
     def __init__(self) -> None:
@@ -176,11 +175,6 @@ class TrainConfig:
         return ", ".join(parts)
 
 
-def _is_whole(value: Any) -> bool:
-    """An int (or numpy integer), not a bool, float or string."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def recipe(arch: str) -> TrainConfig:
     """The default recipe per net: what measurably trains well, not the tutorial's settings.
 
@@ -200,10 +194,10 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer ``cfg`` names, with its settings; L2 through ``weight_decay``.
 
     SGD and Adam use PyTorch's fused kernels (one kernel per step for all tensors) where the
-    device has them. On this project's CPU, Adam's step on ResNet-50 took 86 ms with the default
-    per-tensor loop and 10 ms fused, SGD with momentum 17 → 8 ms; on LeNet Adam 5.8 → 0.4 ms.
-    RMSprop has no fused kernel and keeps PyTorch's default. Frozen parameters
-    (``requires_grad=False``) are left out, so weight decay never moves them either.
+    device has them: on the CPU the step is much shorter than with the default per-tensor loop
+    (figures: README, "Performance"; ``bench/bench_train.py``). RMSprop has no fused kernel and
+    keeps PyTorch's default. Frozen parameters (``requires_grad=False``) are left out, so weight
+    decay never moves them either.
     """
     params, wd = [p for p in model.parameters() if p.requires_grad], cfg.weight_decay
     if cfg.optimizer == "rmsprop":
@@ -363,12 +357,13 @@ class Trainer:
         self.device = pick_device(config.device)
         self.model = self._first_model(init_from).to(self.device)
         self.autocast_dtype = _autocast_dtype(config.precision, self.device)
-        # oneDNN's bf16 kernels for a conv on one input channel (gray LeNet's first layer) took twice
-        # as long as fp32 here, forward + backward: such layers stay fp32 inside the autocast region.
+        # oneDNN's bf16 kernels for a conv on one input channel (gray LeNet's first layer) are slower
+        # than fp32, forward + backward (README, "Performance"): such layers stay fp32 inside autocast.
         self.fp32_layers = [
             m for m in self.model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 1
         ] if self.autocast_dtype is not None and self.device.type == "cpu" else []
-        # ResNet-50 runs faster with channels-last activations on oneDNN and cuDNN; LeNet measured no gain.
+        # ResNet-50 runs faster with channels-last activations on oneDNN and cuDNN; LeNet gains nothing
+        # (README, "Performance").
         self.memory_format = torch.channels_last if spec.arch == "resnet50" else torch.contiguous_format
         self.model = self.model.to(memory_format=self.memory_format)
         self.optimizer = make_optimizer(self.model, config)
@@ -879,8 +874,9 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or None for plain fp32.
 
     ``auto`` picks bf16 where the hardware computes it natively: a GPU that supports it, or a CPU
-    with AVX-512 BF16 / AMX (measured here: LeNet 1.4×, ResNet-50 1.6× the fp32 throughput). Where
-    bf16 would be emulated it is slower than fp32, so ``auto`` stays in fp32.
+    with AVX-512 BF16 / AMX, where it trains faster than fp32 (README, "Performance";
+    ``bench/bench_train.py``). Where bf16 would be emulated it is slower than fp32, so ``auto``
+    stays in fp32.
     """
     if precision == "bf16":
         return torch.bfloat16

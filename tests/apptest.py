@@ -37,7 +37,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data import load_dataset
-from tests.bad_inputs import encode
+from tests.bad_input_corpus import encode
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import load_dataset
 from tests.apptest import assert_clean, button, errors, hand_photo, state, table
-from tests.bad_inputs import H5Case, encode, hdf5_cases
+from tests.bad_input_corpus import H5Case, encode, hdf5_cases
 
 PAGE = "pages/data.py"
 

@@ -11,7 +11,7 @@ from core.data import load_dataset
 from core.nets import build_model
 from core.spec import ModelSpec, default_spec
 from core.trainer import TrainConfig, Trainer
-from tests.bad_inputs import checkpoint_cases, image_cases
+from tests.bad_input_corpus import checkpoint_cases, image_cases
 
 
 from tests.apptest import assert_clean, button, errors, metrics, plotly_keys, hand_photo, mime

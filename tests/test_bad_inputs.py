@@ -1,4 +1,4 @@
-"""Every file of the bad-input corpus (tests/bad_inputs.py) and a corpus of bad settings, through core.
+"""Every file of the bad-input corpus (tests/bad_input_corpus.py) and a corpus of bad settings, through core.
 
 Images go through ``preprocess_image``, HDF5 uploads through ``install_dataset_file`` under their
 canonical names, checkpoints through ``load_checkpoint`` + ``check_fits``; training settings through
@@ -23,7 +23,7 @@ from core.jobs import DIVERGED, TrainingJob
 from core.preprocess import ImageError, preprocess_image
 from core.spec import ModelSpec, SpecError
 from core.trainer import ConfigError, TrainConfig, Trainer, TrainingDiverged
-from tests.bad_inputs import (
+from tests.bad_input_corpus import (
     CkptCase,
     H5Case,
     checkpoint_cases,

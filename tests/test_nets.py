@@ -36,6 +36,7 @@ from core.nets import (
     max_pool2d,
     replace_head,
     unfreeze,
+    zero_init_residuals,
 )
 from core.spec import ModelSpec, SpecError, default_spec
 from core.summary import summarize
@@ -363,6 +364,39 @@ def test_resnet_blocks_start_as_identity(style: str) -> None:
     # Without batch norm there is no scale to zero: the net is built as before.
     no_bn = build_model(VARIANTS["resnet50"], style, seed=0)
     assert all(isinstance(b.bn3, nn.Identity) for b in no_bn.modules() if isinstance(b, Bottleneck))
+
+
+def test_zero_init_reaches_any_block_with_a_zero_init_last() -> None:
+    class Residual(nn.Module):  # not a Bottleneck: the method is what counts
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+
+        def zero_init_last(self) -> None:
+            nn.init.zeros_(self.bn.weight)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.bn(self.conv(x))
+
+    outside = nn.BatchNorm2d(4)  # a batch norm in no block keeps its scale
+    net = nn.Sequential(Residual(), nn.ReLU(), nn.Sequential(Residual()), outside)
+    assert zero_init_residuals(net) is net
+    blocks = [m for m in net.modules() if isinstance(m, Residual)]
+    assert len(blocks) == 2 and all(torch.count_nonzero(b.bn.weight) == 0 for b in blocks)
+    assert torch.count_nonzero(outside.weight) == 4
+    x = torch.rand(2, 4, 6, 6)
+    with torch.no_grad():
+        exact(blocks[1](x), x)  # the nested block starts as the identity too
+
+
+def test_the_resnet_zero_inits_through_the_blocks_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    called: list[Bottleneck] = []
+    monkeypatch.setattr(Bottleneck, "zero_init_last", lambda self: called.append(self))
+    model = build_model(TUTORIAL["resnet50"][0], "module", seed=0)
+    blocks = [m for m in model.modules() if isinstance(m, Bottleneck)]
+    assert len(called) == 16 and {id(b) for b in called} == {id(b) for b in blocks}
+    assert all(torch.count_nonzero(b.bn3.weight) > 0 for b in blocks)  # the method alone zeroes them
 
 
 # --- dropout -----------------------------------------------------------------------------------

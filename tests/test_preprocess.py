@@ -19,7 +19,7 @@ from core.preprocess import (
     preprocess_image,
 )
 from core.tensors import images_to_tensor
-from tests.bad_inputs import (
+from tests.bad_input_corpus import (
     BLUE,
     GREEN,
     RED,

@@ -36,7 +36,7 @@ from core.checkpoint import load_checkpoint
 from core.data import install_dataset_file
 from streamlit_app import MAX_RUNS
 from tests.apptest import assert_clean, button, errors, table, wait_for_job
-from tests.bad_inputs import hdf5_cases
+from tests.bad_input_corpus import hdf5_cases
 from tests.test_app_train import MLP, _train_page
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,14 +255,28 @@ def test_plotly_fails_while_another_thread_imports_pandas():
     assert "partially initialized module 'pandas' has no attribute" in out.stdout, out.stdout
 
 
-@pytest.mark.parametrize("page", ["pages/train.py", "pages/predict.py", "pages/build.py", "pages/home.py"])
-def test_pages_that_draw_plotly_figures_import_pandas_first(page):
-    imports = []
-    for node in ast.parse((ROOT / page).read_text()).body:
+def _imports(tree: ast.AST) -> list[str]:
+    names = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            imports += [alias.name for alias in node.names]
+            names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            imports.append(node.module or "")
-    plotly = [i for i, name in enumerate(imports) if name.split(".")[0] == "plotly"]
-    if plotly:
-        assert "pandas" in imports[: plotly[0]], f"{page} imports plotly before pandas: {imports}"
+            names.append(node.module or "")
+    return names
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
+def test_pages_take_plotly_from_the_shell(page):
+    """The guard against that race lives in one place: pages get plotly from ``shell.plotting()``."""
+    imports = _imports(ast.parse((ROOT / "pages" / page).read_text()))
+    assert not [i for i in imports if i.split(".")[0] in ("plotly", "pandas")], f"{page} imports {imports}"
+
+
+def test_the_shell_imports_pandas_before_plotly():
+    shell = ast.parse((ROOT / "streamlit_app.py").read_text())
+    plotting = next(n for n in shell.body if isinstance(n, ast.FunctionDef) and n.name == "plotting")
+    imports = _imports(plotting)
+    first_plotly = next(i for i, name in enumerate(imports) if name.split(".")[0] == "plotly")
+    assert "pandas" in imports[:first_plotly], imports
+    top = [n for n in shell.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [i for i in _imports(ast.Module(body=top, type_ignores=[])) if i.split(".")[0] in ("plotly", "pandas")]

@@ -1,14 +1,17 @@
 """End-to-end: "teach it your hand" in headless Chromium with a (fake) webcam.
 
-A user takes a few photos per class on the Data page, saves them as a data set, fine-tunes the saved
-SIGNS net on them with the Train page's one click, saves the result, and predicts with it on the
-Predict page — the journey the issue asks for, on a real ``streamlit run`` server. Chromium's fake
-camera shows a test pattern, not a hand: this checks the flow, not the accuracy (``bench/`` measures
-that on real photos). It also writes the Data page's screenshot for the README.
+A user takes photos per class on the Data page — with the camera and by uploading files — saves them
+as a data set, fine-tunes the saved SIGNS net on them with the Train page's one click, saves the
+result, and predicts with it on the Predict page: the journey the issue asks for, on a real
+``streamlit run`` server. Chromium's fake camera shows a test pattern, not a hand, so the uploads are
+real photos of other people's hands (webcam-hands, from the data directory); ``bench/`` measures
+accuracy. It also writes the README's screenshots of the Data page and of a fine-tuning run.
 """
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -23,8 +26,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 expect = import_expect()
 
-PER_CLASS = 2
+SNAPSHOTS = 1  # camera photos per class
+UPLOADS = 4  # real photos per class
 CLASSES = ["0", "1", "2", "3", "4", "5"]
+
+
+@pytest.fixture(scope="module")
+def hands(signs_data_dir) -> Path:
+    """Photos of other people's hands: ``webcam-hands/train/<class>/*.jpg`` in the data directory."""
+    root = signs_data_dir / "webcam-hands" / "train"
+    if not all((root / c).is_dir() for c in CLASSES):
+        reason = f"webcam-hands photos missing in {root.parent} (set TORCHLAB_DATA_DIR)"
+        if os.environ.get("TORCHLAB_REQUIRE_DATA") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +75,28 @@ def take_photo(page) -> None:
     main(page).get_by_test_id("stCameraInputButton").click()
 
 
-def test_capture_save_finetune_predict(teach_app, camera, screenshot_dir):
+def test_capture_save_finetune_predict(teach_app, camera, hands, screenshot_dir):
     page = camera
     open_page(page, teach_app, "/data", "Data")
     for c in CLASSES:
         main(page).get_by_test_id("stRadio").get_by_text(c, exact=True).click()
         wait_idle(page)
-        for n in range(1, PER_CLASS + 1):
+        photos = main(page).get_by_test_id("stExpander").filter(has_text=f"Class {c} —")
+        for n in range(1, SNAPSHOTS + 1):
+            page.get_by_role("tab", name="Camera").click()
+            wait_idle(page)
             take_photo(page)
             # Each snapshot adds one photo at once, to the class chosen (which stays chosen).
-            expect(main(page).get_by_test_id("stExpander").filter(has_text=f"Class {c} —")).to_contain_text(
-                f"{n} photo", timeout=RENDER_TIMEOUT)
+            expect(photos).to_contain_text(f"{n} photo", timeout=RENDER_TIMEOUT)
             wait_idle(page)
-    expect(main(page).get_by_text(f"{PER_CLASS * len(CLASSES)} in this session")).to_be_visible()
+        page.get_by_role("tab", name="Upload").click()
+        files = sorted((hands / c).glob("*.jpg"))[:UPLOADS]
+        main(page).get_by_test_id("stTabs").locator('input[type="file"]').set_input_files([str(f) for f in files])
+        button(page, f"Add {UPLOADS} photos to class {c}").click()
+        expect(photos).to_contain_text(f"{SNAPSHOTS + UPLOADS} photos", timeout=RENDER_TIMEOUT)
+        wait_idle(page)
+    per_class = SNAPSHOTS + UPLOADS
+    expect(main(page).get_by_text(f"{per_class * len(CLASSES)} in this session")).to_be_visible()
     name = main(page).get_by_role("textbox", name="Name of the set")
     name.fill("my-hand")
     name.press("Enter")
@@ -80,7 +105,7 @@ def test_capture_save_finetune_predict(teach_app, camera, screenshot_dir):
     button(page, "Save data set").click()
     expect(main(page).get_by_test_id("stAlertContentSuccess").filter(has_text="Saved")).to_contain_text("my-hand")
     saved = sorted(p.relative_to(teach_app.data_dir / "my-hand").parts[0] for p in (teach_app.data_dir / "my-hand").rglob("*.jpg"))
-    assert saved == sorted(CLASSES * PER_CLASS)
+    assert saved == sorted(CLASSES * per_class)
     assert_clean(page)
 
     # Train: the recommended path is one click.

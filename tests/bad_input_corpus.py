@@ -7,7 +7,8 @@ whole corpus costs well under a second once per process.
 
 ``hdf5_cases(tmp_dir)`` and ``checkpoint_cases(tmp_dir)`` (further down) do the same for the
 tutorial's HDF5 data files and for uploaded checkpoints; ``tests/test_bad_inputs.py`` runs all
-three corpora through core, ``tests/test_app.py`` through the app's upload widgets.
+three corpora through core, ``tests/test_app_data.py`` and ``tests/test_app_predict.py`` through
+the app's upload widgets.
 """
 from __future__ import annotations
 
