@@ -226,7 +226,7 @@ else:
             show_error(f"No data set here has {spec.num_classes} classes for this net. Choose a data set on the Build page.")
             st.stop()
     else:
-        st.caption(f"Net: **{spec.describe()}**, from `{ckpt.source}` — {ckpt.describe()}.")
+        st.caption(f"Net: **{ckpt.describe()}**, from `{ckpt.source}`.")
         choices = datasets_here()
         choices_help = ("Any data set: with the checkpoint's classes its head is kept, with other classes it gets "
                         "a new head for them.")
