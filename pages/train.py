@@ -193,9 +193,9 @@ if origin == "checkpoint":
     start = mode
     if start == "finetune":
         freeze = r3.radio("Train", list(FREEZE_LABELS), format_func=FREEZE_LABELS.get, key="t_freeze", disabled=busy,
-                          help="All layers: every weight moves. The last layers only: the features the net learned "
-                               "stay as they are and only its classifier learns your classes — faster, and safer "
-                               "with few photos.")
+                          help="All layers: every weight moves. The last layers only: the convolutional features "
+                               "the net learned stay as they are (weights and batch-norm statistics) and only the "
+                               "fully connected layers after them learn your classes — as accurate here, and faster.")
 else:
     start = "new"
 

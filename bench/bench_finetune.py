@@ -1,0 +1,345 @@
+"""Fine-tuning a SIGNS net on a few photos of other people's hands: accuracy and seconds.
+
+The base net is a SIGNS-trained checkpoint (``--checkpoint``), or, by default, the LeNet trained
+here with its default recipe on the real SIGNS files (that training time is reported apart). The
+other people's hands are webcam-hands (``$TORCHLAB_DATA_DIR/webcam-hands`` or ``--hands``), loaded
+through ``core.data.load_dataset`` at the side of the base net's training images.
+
+For each number of photos per class (``--shots``) and each draw (seeds 0..``--draws``-1), n photos
+per class are drawn from webcam-hands' train split and the net is fine-tuned with
+``core.trainer.finetune_recipe`` (``--freeze``: the features frozen, or every layer training), then
+scored on all of webcam-hands' test split. Per row: accuracy mean / min / max over the draws,
+accuracy without the photos of class "3" (its finger convention differs between SIGNS and
+webcam-hands), mean accuracy per class, and the median seconds of a fine-tune (wall clock of
+building the Trainer and running it). The base net on the same test, before fine-tuning, is the
+0-shot row.
+
+How it is drawn and timed, so the figures can be reproduced and read:
+
+* A draw is seeded (numpy ``default_rng(seed)``, one permutation per class of the photos in the
+  loader's order, which is by file name): the same seed gives the same photos, and the n=5 draw is
+  the first five of the n=10 draw of the same seed. The fine-tune's own seed (shuffle,
+  augmentation) is the draw's seed.
+* The Trainer evaluates its test split after every epoch. It gets one more photo per class from
+  the train split (never among the drawn ones) — what a user's own small set holds out — not the
+  349 test photos, which would be scored 30 times inside the timed run. The scoring on the test
+  split happens after the clock stops.
+* One fine-tune is run untimed first (oneDNN builds its kernels on the first pass), then, for each
+  draw, the freeze settings alternate so that the shared machine's load drifts over both alike.
+  The thread count and the load average at the start are printed and stored: the machine may be
+  shared.
+
+    python bench/bench_finetune.py [--checkpoint PATH] [--data-dir DIR] [--hands PATH] [--shots 5 10]
+        [--draws 5] [--freeze features none] [--threads 1] [--device auto] [--save-base PATH] [--json out.json]
+
+Prints one table and writes every raw figure (per draw) as JSON (default bench/results/finetune.json).
+Exit status 2, with one line saying what is missing, when the data or the checkpoint cannot be used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint  # noqa: E402
+from core.data import Dataset, DatasetError, load_dataset, resolve_data_dir  # noqa: E402
+from core.device import DEVICES, DeviceError, describe_device, pick_device  # noqa: E402
+from core.nets import FREEZE  # noqa: E402
+from core.spec import default_spec  # noqa: E402
+from core.tensors import images_to_tensor  # noqa: E402
+from core.trainer import EpochEvent, Trainer, evaluate, finetune_recipe, recipe  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ODD_CLASS = "3"  # SIGNS: thumb + index + middle; webcam-hands: mostly index + middle + ring
+
+
+class BenchError(Exception):
+    """Something the benchmark needs is missing or unusable; the message says what and what to do."""
+
+
+# --- the base net -----------------------------------------------------------------------------------
+
+
+def train_base(data_dir: str | None, device: str, save_to: str | None) -> tuple[Checkpoint, dict[str, Any]]:
+    """Train the default LeNet recipe on the real SIGNS files; the checkpoint (saved and loaded back,
+    as the app does) and the figures of that training."""
+    try:
+        signs = load_dataset("signs", data_dir)
+    except DatasetError as e:
+        raise BenchError(f"no base checkpoint given and the real SIGNS files cannot be read ({e}) — "
+                         "set TORCHLAB_DATA_DIR or --data-dir to the folder holding signs/, "
+                         "or give a SIGNS-trained checkpoint with --checkpoint") from None
+    config = recipe("lenet").replace(device=device)
+    print(f"training the base net: LeNet-5 on {signs.describe()}; {config.describe()}", file=sys.stderr)
+    t0 = time.perf_counter()
+    trainer = Trainer(default_spec("lenet", signs.num_classes), signs, config)
+    for event in trainer.run():
+        if isinstance(event, EpochEvent) and (event.epoch % 10 == 0 or event.epoch == config.epochs):
+            print(f"  epoch {event.epoch:3d}  {time.perf_counter() - t0:7.1f}s  SIGNS test {event.test_acc:.1%}",
+                  file=sys.stderr)
+    seconds = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(save_to) if save_to else Path(tmp) / "lenet-signs.pt"
+        trainer.save(path)
+        ckpt = load_checkpoint(path)
+    figures = {"source": "trained here", "recipe": config.describe(), "seconds": seconds,
+               "signs_test_acc": trainer.final_metrics()["test_acc"], "saved_to": save_to}
+    return ckpt, figures
+
+
+def base_checkpoint(args: argparse.Namespace) -> tuple[Checkpoint, dict[str, Any]]:
+    if args.checkpoint:
+        try:
+            ckpt = load_checkpoint(args.checkpoint)
+        except CheckpointError as e:
+            raise BenchError(f"--checkpoint: {e}") from None
+        return ckpt, {"source": str(args.checkpoint), "seconds": None,
+                      "signs_test_acc": ckpt.metrics.get("test_acc"), "dataset": ckpt.dataset.get("title")}
+    return train_base(args.data_dir, args.device, args.save_base)
+
+
+# --- the hands --------------------------------------------------------------------------------------
+
+
+def load_hands(path: Path, ckpt: Checkpoint) -> Dataset:
+    """webcam-hands at the side of the base net's training images, in the checkpoint's class order."""
+    if not path.is_dir():
+        raise BenchError(f"webcam-hands not found at {path} — set TORCHLAB_DATA_DIR (or --data-dir) to the folder "
+                         "holding webcam-hands/, or give its path with --hands")
+    try:
+        hands = load_dataset(path, image_size=ckpt.train_image_size)
+    except DatasetError as e:
+        raise BenchError(f"webcam-hands at {path} cannot be used: {e}") from None
+    if set(hands.classes) != set(ckpt.classes):
+        raise BenchError(f"the checkpoint's classes ({', '.join(ckpt.classes)}) are not webcam-hands' "
+                         f"({', '.join(hands.classes)}) — give a checkpoint trained on SIGNS")
+    return hands.with_class_order(ckpt.classes)
+
+
+def draw(hands: Dataset, n: int, seed: int) -> tuple[Dataset, list[int]]:
+    """``n`` train photos per class (and one more per class for the Trainer's per-epoch test),
+    chosen by ``seed``; the indices drawn into webcam-hands' train split come back too.
+
+    One permutation per class, the same whatever ``n``: a smaller draw is the start of a larger one.
+    """
+    rng = np.random.default_rng(seed)
+    train, monitor = [], []
+    for c in range(hands.num_classes):
+        perm = rng.permutation(np.flatnonzero(hands.y_train == c))
+        if len(perm) < n + 1:
+            raise BenchError(f"class {hands.classes[c]!r} of webcam-hands has {len(perm)} train photos; "
+                             f"{n} per class (and one to watch the run) need {n + 1}")
+        monitor.append(int(perm[0]))
+        train += [int(i) for i in perm[1 : n + 1]]
+    subset = replace(
+        hands, key=f"{hands.key}-{n}x{seed}", title=f"{hands.title}, {n} per class (draw {seed})",
+        x_train=hands.x_train[train], y_train=hands.y_train[train],
+        x_test=hands.x_train[monitor], y_test=hands.y_train[monitor],
+    )
+    return subset, train
+
+
+# --- scoring ----------------------------------------------------------------------------------------
+
+
+def score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy overall, without the photos of class "3", per class, and the confusion matrix."""
+    pred = evaluate(model, x, y).predictions.numpy()
+    truth = y.cpu().numpy()
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (truth, pred), 1)
+    ok = pred == truth
+    odd = classes.index(ODD_CLASS) if ODD_CLASS in classes else None
+    return {
+        "accuracy": float(ok.mean()),
+        "accuracy_without_3": float(ok[truth != odd].mean()) if odd is not None else None,
+        "per_class": {c: float(ok[truth == i].mean()) for i, c in enumerate(classes) if (truth == i).any()},
+        "confusion": confusion.tolist(),  # rows: true class, columns: predicted, in `classes` order
+    }
+
+
+def finetune(ckpt: Checkpoint, subset: Dataset, n: int, seed: int, freeze: str, device: str,
+             x_test: torch.Tensor, y_test: torch.Tensor) -> dict[str, Any]:
+    """One fine-tune, timed from building the Trainer to the end of its run, then scored."""
+    config = finetune_recipe(ckpt.spec.arch, len(subset.x_train)).replace(seed=seed, device=device)
+    t0 = time.perf_counter()
+    trainer = Trainer(None, subset, config, init_from=ckpt, freeze=freeze)
+    for _ in trainer.run():
+        pass
+    seconds = time.perf_counter() - t0
+    out = score(trainer.model, x_test.to(trainer.device), y_test.to(trainer.device), subset.classes)
+    return {"shots": n, "seed": seed, "freeze": freeze, "seconds": seconds, "steps": trainer.step,
+            "trainable_parameters": trainer.trainable_parameters, "precision": str(trainer.autocast_dtype or "fp32"),
+            "recipe": config.describe(), **out}
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def summarise(runs: list[dict[str, Any]], classes: tuple[str, ...]) -> dict[str, Any]:
+    accs = [r["accuracy"] for r in runs]
+    no3 = [r["accuracy_without_3"] for r in runs if r["accuracy_without_3"] is not None]
+    return {
+        "shots": runs[0]["shots"], "freeze": runs[0]["freeze"], "draws": len(runs),
+        "accuracy_mean": statistics.fmean(accs), "accuracy_min": min(accs), "accuracy_max": max(accs),
+        "accuracy_without_3_mean": statistics.fmean(no3) if no3 else None,
+        "per_class_mean": {c: statistics.fmean(r["per_class"][c] for r in runs) for c in classes if c in runs[0]["per_class"]},
+        "seconds_median": statistics.median(r["seconds"] for r in runs),
+        "seconds_min": min(r["seconds"] for r in runs), "seconds_max": max(r["seconds"] for r in runs),
+    }
+
+
+def _precision(dtype: str) -> str:
+    return "fp32" if dtype == "fp32" else f"{dtype.removeprefix('torch.').replace('bfloat16', 'bf16')} autocast"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+def print_table(base: dict[str, Any], rows: list[dict[str, Any]], classes: tuple[str, ...], title: str) -> None:
+    per_class_head = "per class " + " ".join(f"{c:>3}" for c in classes)
+    print(f"\n{title}")
+    print(f"{'photos/class':>12} {'freeze':<9} {'draws':>5} {'acc mean':>9} {'min':>7} {'max':>7} {'w/o 3':>7} "
+          f"{'s median':>9}  {per_class_head}")
+
+    def per_class(d: dict[str, float]) -> str:
+        return "          " + " ".join(f"{100 * d[c]:>3.0f}" if c in d else "  —" for c in classes)
+
+    print(f"{0:>12} {'(base)':<9} {'—':>5} {_pct(base['accuracy']):>9} {'':>7} {'':>7} "
+          f"{_pct(base['accuracy_without_3']):>7} {'—':>9}  {per_class(base['per_class'])}")
+    for r in rows:
+        print(f"{r['shots']:>12} {r['freeze']:<9} {r['draws']:>5} {_pct(r['accuracy_mean']):>9} "
+              f"{_pct(r['accuracy_min']):>7} {_pct(r['accuracy_max']):>7} {_pct(r['accuracy_without_3_mean']):>7} "
+              f"{r['seconds_median']:>8.2f}s  {per_class(r['per_class_mean'])}")
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", help="a SIGNS-trained checkpoint (default: train the default LeNet recipe here)")
+    p.add_argument("--data-dir", help="the data directory (default $TORCHLAB_DATA_DIR, else datasets/)")
+    p.add_argument("--hands", help="webcam-hands' folder (default DATA_DIR/webcam-hands)")
+    p.add_argument("--shots", type=int, nargs="+", default=[5, 10], help="photos per class to fine-tune on")
+    p.add_argument("--draws", type=int, default=5, help="draws per row: seeds 0..N-1")
+    p.add_argument("--freeze", nargs="+", default=["features", "none"], choices=list(FREEZE))
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--save-base", help="where to keep the base net trained here (default: not kept)")
+    p.add_argument("--json", default=str(RESULTS / "finetune.json"))
+    args = p.parse_args()
+    if args.draws < 1 or args.threads < 1 or any(n < 1 for n in args.shots):
+        p.error("--draws, --threads and --shots must be 1 or more")
+
+    load_start = os.getloadavg()
+    torch.set_num_threads(args.threads)
+    try:
+        device = pick_device(args.device)
+    except DeviceError as e:
+        print(f"bench_finetune: --device {args.device}: {e}", file=sys.stderr)
+        return 2
+    hands_path = Path(args.hands) if args.hands else resolve_data_dir(args.data_dir) / "webcam-hands"
+    if not hands_path.is_dir():  # before a base net is trained for nothing
+        print(f"bench_finetune: webcam-hands not found at {hands_path} — set TORCHLAB_DATA_DIR (or --data-dir) to the "
+              "folder holding webcam-hands/, or give its path with --hands", file=sys.stderr)
+        return 2
+    t_start = time.perf_counter()
+    try:
+        ckpt, base_figures = base_checkpoint(args)
+        t0 = time.perf_counter()
+        hands = load_hands(hands_path, ckpt)
+        load_seconds = time.perf_counter() - t0
+        # Draw the largest set first, so a class too small for it fails before any run.
+        for n in sorted(set(args.shots), reverse=True):
+            draw(hands, n, 0)
+    except BenchError as e:
+        print(f"bench_finetune: {e}", file=sys.stderr)
+        return 2
+    print(f"{hands.describe()} (loaded in {load_seconds:.1f}s)", file=sys.stderr)
+    x_test = images_to_tensor(torch.from_numpy(hands.x_test), ckpt.spec.in_channels, ckpt.spec.input_size)
+    y_test = torch.from_numpy(hands.y_test)
+    base = score(ckpt.model, x_test, y_test, hands.classes)
+
+    warm, _ = draw(hands, min(args.shots), 0)
+    finetune(ckpt, warm, min(args.shots), 0, args.freeze[0], args.device, x_test, y_test)  # untimed warm-up
+
+    runs: list[dict[str, Any]] = []
+    for n in args.shots:
+        for seed in range(args.draws):
+            subset, drawn = draw(hands, n, seed)
+            for freeze in args.freeze:
+                r = finetune(ckpt, subset, n, seed, freeze, args.device, x_test, y_test)
+                r["drawn_train_indices"] = drawn
+                runs.append(r)
+                print(f"  {n:2d}/class draw {seed} freeze {freeze:<8} {r['accuracy']:.1%} "
+                      f"(w/o 3 {_pct(r['accuracy_without_3'])})  {r['seconds']:.2f}s", file=sys.stderr)
+    rows = [summarise([r for r in runs if r["shots"] == n and r["freeze"] == f], hands.classes)
+            for n in args.shots for f in args.freeze]
+    total = time.perf_counter() - t_start
+    load_end = os.getloadavg()
+
+    machine = f"{platform.machine()}, {describe_device(device)}, torch {torch.__version__}"
+    if base_figures["seconds"] is None:
+        base_line = f"base: {ckpt.describe()} — {base_figures['source']}"
+    else:
+        base_line = f"base: {ckpt.describe()} — trained here ({base_figures['recipe']}) in {base_figures['seconds']:.1f}s"
+    title = (f"Fine-tuning on n webcam-hands photos per class, scored on its {len(hands.x_test)} test photos — "
+             f"{machine}\n{args.threads} thread(s) used; load average at start {load_start[0]:.2f} "
+             f"(1 min) on {os.cpu_count()} CPUs; {finetune_recipe(ckpt.spec.arch).describe()} "
+             f"({_precision(runs[0]['precision'])})\n{base_line}")
+    print_table(base, rows, hands.classes, title)
+    n_odd = int((hands.y_test == hands.classes.index(ODD_CLASS)).sum()) if ODD_CLASS in hands.classes else 0
+    trains = "; ".join(f"freeze {f}: {next(r['trainable_parameters'] for r in runs if r['freeze'] == f):,}"
+                       for f in args.freeze)
+    print(f"w/o 3: without the {n_odd} test photos of class \"{ODD_CLASS}\" (other finger convention); per class: mean "
+          f"accuracy in %; s median: Trainer built + run, median over draws.\nParameters trained — {trains} (of "
+          f"{sum(p.numel() for p in ckpt.model.parameters()):,}). Total {total:.0f}s, load average at end {load_end[0]:.2f}.")
+
+    out = Path(args.json)
+    write_json(out, {
+        "machine": machine, "threads": args.threads, "cpus": os.cpu_count(), "device": str(device),
+        "load_average_start": load_start, "load_average_end": load_end, "total_seconds": total,
+        "base": {**base_figures, "checkpoint": ckpt.describe(), "webcam_hands": base},
+        "hands": {"path": str(hands_path), "describe": hands.describe(), "classes": list(hands.classes),
+                  "train_per_class": np.bincount(hands.y_train, minlength=hands.num_classes).tolist(),
+                  "test_per_class": np.bincount(hands.y_test, minlength=hands.num_classes).tolist(),
+                  "image_size": hands.image_size, "load_seconds": load_seconds, "skipped": list(hands.skipped)},
+        "draw": "numpy default_rng(seed).permutation per class of the train photos in load order; first is the "
+                "Trainer's per-epoch test photo, the next n are trained on",
+        "warm_up": f"one untimed fine-tune ({min(args.shots)}/class, draw 0, freeze {args.freeze[0]}) first",
+        "rows": rows, "runs": runs,
+    })
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
