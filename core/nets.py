@@ -9,8 +9,15 @@ Every net, in both styles, splits into *features* and a *head* (:func:`feature_h
 spirit of timm's ``forward_features`` / ``forward_head``: fine-tuning swaps the head for new
 classes (:func:`replace_head`) and "train the last layers only" freezes the features
 (:func:`freeze_features`) without naming a single layer.
+
+The conv nets also split at their last spatial feature map (:func:`forward_features` /
+:func:`forward_head`, and the conv stages before it, :func:`feature_stages`): the seam Grad-CAM
+and the feature-map pictures of ``core.explain`` use, again the same in both styles.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +39,13 @@ def _norm1d(spec: ModelSpec, n: int) -> nn.Module:
 
 def _norm2d(spec: ModelSpec, n: int) -> nn.Module:
     return nn.BatchNorm2d(n) if spec.batchnorm else nn.Identity()
+
+
+class FeatureStage(NamedTuple):
+    """One conv stage of a net (see :func:`feature_stages`): its display name and its forward."""
+
+    name: str  # "conv1", "conv2" (LeNet-5); "stem", "stage 1" … "stage 4" (ResNet-50)
+    forward: Callable[[torch.Tensor], torch.Tensor]
 
 
 # --- pooling ---------------------------------------------------------------------------------
@@ -139,14 +153,27 @@ class LeNet5(nn.Module):
         self.dropout = nn.Dropout(spec.dropout)
         self.head = nn.Linear(LENET_FC[2], spec.num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)  # N, 6, 30, 30
-        x = max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)  # N, 16, 13, 13
+    def conv1_stage(self, x: torch.Tensor) -> torch.Tensor:
+        return max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)  # N, 6, 30, 30
+
+    def conv2_stage(self, x: torch.Tensor) -> torch.Tensor:
+        return max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)  # N, 16, 13, 13
+
+    def feature_stages(self) -> list[FeatureStage]:
+        return [FeatureStage("conv1", self.conv1_stage), FeatureStage("conv2", self.conv2_stage)]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2_stage(self.conv1_stage(x))  # N, 16, 13, 13
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(x, 1)  # N, 2704
         x = self.dropout(F.relu(self.bn3(self.fc1(x))))  # N, 400
         x = self.dropout(F.relu(self.bn4(self.fc2(x))))  # N, 120
         x = self.dropout(F.relu(self.bn5(self.fc3(x))))  # N, 84
         return self.head(x)  # N, classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 def lenet_sequential(spec: ModelSpec) -> nn.Sequential:
@@ -243,6 +270,10 @@ class ResNet50(nn.Module):
         self.stem = nn.Sequential(*_resnet_stem(spec))
         self.stages = nn.Sequential(*(nn.Sequential(*blocks) for blocks in resnet_stages(spec)))
         self.head = nn.Sequential(*_resnet_head(spec))
+
+    def feature_stages(self) -> list[FeatureStage]:
+        return [FeatureStage("stem", self.stem),
+                *(FeatureStage(f"stage {i}", stage) for i, stage in enumerate(self.stages, start=1))]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # N, 64, 15, 15 for a 64×64 input
@@ -407,6 +438,120 @@ def classifier(model: nn.Module) -> nn.Linear:
     if not linear:
         raise ValueError("the net has no linear classifier")
     return linear[-1]
+
+
+# --- the last spatial feature map: the seam explanations use --------------------------------------
+
+# Layers that end the spatial part of a net: what follows them has no image layout left.
+_UNSPATIAL = (nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear)
+
+
+def _has_conv(m: nn.Module) -> bool:
+    return any(isinstance(sub, nn.Conv2d) for sub in m.modules())
+
+
+def _spatial_end(model: nn.Sequential) -> int:
+    """Index of the first top-level layer of a Sequential that leaves the image layout behind (a
+    flatten, global pool or linear layer after the last convolution); 0 without convolutions."""
+    children = list(model)
+    convs = [i for i, m in enumerate(children) if _has_conv(m)]
+    if not convs:
+        return 0
+    return next((i for i in range(convs[-1] + 1, len(children)) if isinstance(children[i], _UNSPATIAL)), len(children))
+
+
+def _out_channels(m: nn.Module) -> int | None:
+    """Channels a layer outputs if it has convolutions (its last one's, in registration = forward
+    order; a bottleneck's shortcut conv has the block's output width too), else None."""
+    convs = [sub for sub in m.modules() if isinstance(sub, nn.Conv2d)]
+    return convs[-1].out_channels if convs else None
+
+
+def _sequential_stages(model: nn.Sequential) -> list[FeatureStage]:
+    """The conv stages of a Sequential, by position: a new stage starts where the channel count
+    changes (LeNet's conv1 and conv2; ResNet's stem and the four stages, whose first block widens),
+    and layers before the first convolution (ResNet's padding) join the first stage."""
+    groups: list[list[nn.Module]] = []
+    channels: int | None = None
+    for m in list(model)[: _spatial_end(model)]:
+        out = _out_channels(m)
+        if not groups or (out is not None and channels is not None and out != channels):
+            groups.append([m])
+        else:
+            groups[-1].append(m)
+        if out is not None:
+            channels = out
+    has_blocks = any(next(m.children(), None) is not None for g in groups for m in g)
+    stages, n_block_stages = [], 0
+    for i, group in enumerate(groups, start=1):
+        seq = nn.Sequential(*group)  # shares the layers; builds nothing new to train
+        if not has_blocks:
+            name = f"conv{i}"
+        elif any(next(m.children(), None) is not None for m in group):
+            n_block_stages += 1
+            name = f"stage {n_block_stages}"
+        else:
+            name = "stem"
+        stages.append(FeatureStage(name, seq))
+    return stages
+
+
+def feature_stages(model: nn.Module) -> list[FeatureStage]:
+    """The conv stages of a net, in forward order; applied one after the other they compute
+    :func:`forward_features`. Empty for a net without convolutions (the MLP).
+
+    LeNet-5: ``conv1`` (conv → BN → ReLU → max-pool, 6 maps) and ``conv2`` (16 maps). ResNet-50:
+    the ``stem`` (7×7 conv → BN → ReLU → max-pool) and ``stage 1`` … ``stage 4``. An
+    ``nn.Module`` net names its own stages (a ``feature_stages()`` method); an ``nn.Sequential``
+    is cut by position (see :func:`_sequential_stages`), so both styles give the same stages with
+    the same names. Calling a stage only runs layers the net already has: nothing is registered,
+    hooked or changed.
+    """
+    own = getattr(model, "feature_stages", None)
+    if callable(own):
+        return list(own())
+    if isinstance(model, nn.Sequential):
+        return _sequential_stages(model)
+    return []
+
+
+def has_spatial_features(model: nn.Module) -> bool:
+    """Whether the net has a conv part, so :func:`forward_features` (and Grad-CAM) apply."""
+    return bool(feature_stages(model))
+
+
+def _no_spatial_features(model: nn.Module) -> ValueError:
+    return ValueError(
+        f"{type(model).__name__} has no convolution layer, so it has no spatial feature map "
+        "(for the MLP use an input-gradient saliency map instead)"
+    )
+
+
+def forward_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The net's last spatial feature map for input ``x``: N×C×h×w, the output of its last conv
+    stage, just before the layer that flattens or globally pools it.
+
+    LeNet-5: after conv2 → BN → ReLU → max-pool (16×13×13 for a 64-px input: exactly what its
+    fully connected part reads). ResNet-50: after the last stage (2048×2×2 for 64 px), before the
+    global average pool. ``forward_head(model, forward_features(model, x))`` is ``model(x)``,
+    bit for bit, in both styles. Raises ``ValueError`` for a net without convolutions.
+    """
+    own = getattr(model, "forward_features", None)
+    if callable(own):
+        return own(x)
+    if isinstance(model, nn.Sequential) and _spatial_end(model) > 0:
+        return model[: _spatial_end(model)](x)
+    raise _no_spatial_features(model)
+
+
+def forward_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """The logits from the last spatial feature map (:func:`forward_features`): the rest of the net."""
+    own = getattr(model, "forward_head", None)
+    if callable(own):
+        return own(features)
+    if isinstance(model, nn.Sequential) and _spatial_end(model) > 0:
+        return model[_spatial_end(model):](features)
+    raise _no_spatial_features(model)
 
 
 def replace_head(model: nn.Module, spec: ModelSpec, num_classes: int, generator: torch.Generator | None = None) -> ModelSpec:

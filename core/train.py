@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from core.checkpoint import Checkpoint, CheckpointError, checkpoint_dir, load_checkpoint
+from core.augment import AUGMENTATIONS
 from core.data import DatasetError, load_dataset
 from core.device import DEVICES, DeviceError, describe_device
 from core.nets import FREEZE
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction)
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 = gray input, 3 = RGB")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction)
+    p.add_argument("--augmentation", choices=list(AUGMENTATIONS),
+                   help="standard (default): best on SIGNS; webcam: reads more webcam photos of other hands")
     p.add_argument("--batch-size", type=int, help="0 = full batch")
     p.add_argument("--epochs", type=int, help="with --resume: more than the run's own extends a finished run")
     p.add_argument("--seed", type=int)
@@ -94,7 +97,8 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "optimizer": args.optimizer, "lr": args.lr, "schedule": args.schedule, "momentum": args.momentum,
         "alpha": args.alpha, "betas": tuple(args.betas) if args.betas else None,
-        "weight_decay": args.weight_decay, "augment": args.augment, "batch_size": args.batch_size,
+        "weight_decay": args.weight_decay, "augment": args.augment, "augmentation": args.augmentation,
+        "batch_size": args.batch_size,
         "epochs": args.epochs, "seed": args.seed, "device": args.device, "precision": args.precision,
     }
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.augment import augment_batch, augment_for
+from core.augment import AUGMENTATIONS, augment_batch, augment_for
 from core.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from core.data import Dataset
 from core.device import pick_device
@@ -109,6 +109,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "onecycle"
     augment: bool = True
+    augmentation: str = "standard"  # which augmentation, when augment is on: see core.augment.AUGMENTATIONS
     batch_size: int = 64
     epochs: int = 20
     seed: int = 0
@@ -126,6 +127,8 @@ class TrainConfig:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ConfigError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}; got {self.augmentation!r}")
         if len(self.betas) != 2:  # before the checks below index betas[1]
             raise ConfigError(f"Adam betas must be two numbers; got {self.betas}")
         checks = [
@@ -171,7 +174,7 @@ class TrainConfig:
         parts.append("full batch" if self.batch_size == 0 else f"batch {self.batch_size}")
         parts.append(f"{self.epochs} epochs")
         if self.augment:
-            parts.append("augmented")
+            parts.append("augmented" if self.augmentation == "standard" else f"augmented ({self.augmentation})")
         return ", ".join(parts)
 
 
@@ -384,7 +387,7 @@ class Trainer:
 
         self.shuffle_gen = torch.Generator().manual_seed(config.seed)
         self.augment_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1)
-        self.augment_config = augment_for(spec.arch)
+        self.augment_config = augment_for(spec.arch, config.augmentation)
         self.dropout_rng = _seeded_rng_state(config.seed + 2, self.device)
         self.history = History()
         self.lock = threading.Lock()  # guards history for readers in other threads

@@ -5,6 +5,7 @@ import streamlit as st
 
 from core.checkpoint import EXPORT_WARNING, Checkpoint, CheckpointError, checkpoint_dir, export_full_model
 from core.inference import confusion_matrix
+from core.augment import AUGMENTATIONS
 from core.jobs import RUNNING, STOPPING, TrainingJob
 from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, finetune_recipe, recipe
 from streamlit_app import (
@@ -18,6 +19,11 @@ BATCH_SIZES = [0, 8, 16, 32, 64, 128, 256]
 START_LABELS = {"new": "a new net", "checkpoint": "a saved checkpoint"}
 MODE_LABELS = {"finetune": "fine-tune it on a data set", "resume": "continue its own training"}
 FREEZE_LABELS = {"none": "all layers", "features": "the last layers only"}
+# The settings' widget keys and the TrainConfig fields they hold (Adam's betas are two widgets).
+WIDGETS = {"t_optimizer": "optimizer", "t_lr": "lr", "t_momentum": "momentum", "t_alpha": "alpha", "t_wd": "weight_decay",
+           "t_schedule": "schedule", "t_augment": "augment", "t_augmentation": "augmentation", "t_batch": "batch_size",
+           "t_epochs": "epochs", "t_seed": "seed", "t_beta1": None, "t_beta2": None}
+OPTIMIZER_WIDGETS = ("t_momentum", "t_alpha", "t_beta1", "t_beta2")
 RECOMMENDED_FREEZE = "features"  # as accurate as all layers and faster: README, "Fine-tuning"
 
 page_setup("Train")
@@ -28,12 +34,22 @@ def _load_recipe(arch: str, finetune: bool = False, n_train: int | None = None) 
     """Put the default recipe for ``arch`` (or its fine-tuning recipe, which depends on the size of
     the training split ``n_train``) into the widgets."""
     cfg = finetune_recipe(arch, n_train) if finetune else recipe(arch)
-    st.session_state.update({
-        "t_optimizer": cfg.optimizer, "t_lr": cfg.lr, "t_momentum": cfg.momentum, "t_alpha": cfg.alpha,
-        "t_beta1": cfg.betas[0], "t_beta2": cfg.betas[1], "t_wd": cfg.weight_decay, "t_schedule": cfg.schedule,
-        "t_augment": cfg.augment, "t_batch": cfg.batch_size, "t_epochs": cfg.epochs, "t_seed": cfg.seed,
-        "t_recipe_for": _recipe_key(arch, finetune),
-    })
+    st.session_state.update({key: getattr(cfg, name) for key, name in WIDGETS.items() if name})
+    st.session_state.update({"t_beta1": cfg.betas[0], "t_beta2": cfg.betas[1], "t_recipe_for": _recipe_key(arch, finetune)})
+
+
+def _remember_settings() -> None:
+    """Copy the settings into a plain key: Streamlit forgets the state of widgets a run did not
+    draw, and none of them is drawn while a saved run is continued."""
+    st.session_state["t_settings"] = {k: st.session_state[k] for k in WIDGETS if k in st.session_state}
+
+
+def _restore_settings() -> bool:
+    """Put back settings Streamlit forgot; False if some have no value at all (a new session).
+    The optimizers' own sliders are left out: they are refilled from the recipe further down."""
+    for key, value in st.session_state.get("t_settings", {}).items():
+        st.session_state.setdefault(key, value)
+    return all(k in st.session_state for k in WIDGETS if k not in OPTIMIZER_WIDGETS)
 
 
 def _recipe_key(arch: str, finetune: bool) -> str:
@@ -42,12 +58,8 @@ def _recipe_key(arch: str, finetune: bool) -> str:
 
 def _config_from_widgets() -> TrainConfig:
     s = st.session_state
-    return TrainConfig(
-        optimizer=s["t_optimizer"], lr=float(s["t_lr"]), momentum=float(s["t_momentum"]), alpha=float(s["t_alpha"]),
-        betas=(float(s["t_beta1"]), float(s["t_beta2"])), weight_decay=float(s["t_wd"]), schedule=s["t_schedule"],
-        augment=bool(s["t_augment"]), batch_size=int(s["t_batch"]), epochs=int(s["t_epochs"]), seed=int(s["t_seed"]),
-        device=s["t_device"],
-    )
+    return TrainConfig(**{name: s[key] for key, name in WIDGETS.items() if name},
+                       betas=(float(s["t_beta1"]), float(s["t_beta2"])), device=s["t_device"])
 
 
 def _new_trainer(start: str, spec, dataset, config: TrainConfig, ckpt: Checkpoint | None, freeze: str) -> Trainer:
@@ -230,7 +242,7 @@ else:
         choices = datasets_here()
         choices_help = ("Any data set: with the checkpoint's classes its head is kept, with other classes it gets "
                         "a new head for them.")
-    if st.session_state.get("t_recipe_for") != _recipe_key(spec.arch, start == "finetune"):
+    if not _restore_settings() or st.session_state.get("t_recipe_for") != _recipe_key(spec.arch, start == "finetune"):
         _load_recipe(spec.arch, finetune=start == "finetune")
     # Only the chosen optimizer's sliders are drawn, and Streamlit drops the state of a keyed widget that a
     # run did not draw: after switching optimizers the others' settings would be gone (a KeyError below).
@@ -270,11 +282,14 @@ else:
         c8.select_slider("Batch size", BATCH_SIZES, key="t_batch", disabled=busy,
                          format_func=lambda b: "full" if b == 0 else str(b),
                          help="Images per step; 'full' uses the whole training set per step (the tutorial's first example).")
-        c9, c10, c11, c12, c13 = st.columns([1, 1, 1, 1, 1], vertical_alignment="bottom")
+        c9, c10, c10b, c11, c12, c13 = st.columns([1, 0.8, 1.2, 1, 1, 1], vertical_alignment="bottom")
         c9.number_input("Epochs", min_value=1, max_value=500, step=1, key="t_epochs", disabled=busy,
                         help="Passes over the training set.")
-        c10.toggle("Augment", key="t_augment", disabled=busy,
-                   help="Random zoom, shift, small rotation, mirror and lighting each step: makes the net robust to real photos.")
+        augment = c10.toggle("Augment", key="t_augment", disabled=busy,
+                             help="Random changes to every training image each step (zoom, shift, tilt, light, "
+                                  "backdrop): makes the net robust to real photos.")
+        c10b.selectbox("Augmentation", list(AUGMENTATIONS), key="t_augmentation", disabled=busy or not augment,
+                       help="; ".join(f"{k}: {v}" for k, v in AUGMENTATIONS.items()))
         c11.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="t_seed", disabled=busy,
                          help="Same seed, same settings, same device → the same curves.")
         st.session_state.setdefault("t_device", "auto")
@@ -286,6 +301,7 @@ else:
         st.caption(f"Dropout {spec.dropout:g} and batch norm {'on' if spec.batchnorm else 'off'} come from the net "
                    + ("(Build page)." if start == "new" else "(the checkpoint)."))
     config = _config_from_widgets()
+    _remember_settings()
     if start == "finetune":
         peek = get_peek(dataset_key, data_dir())
         same = set(peek.classes) == set(ckpt.classes) and len(peek.classes) == len(ckpt.classes)

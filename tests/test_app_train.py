@@ -228,3 +228,27 @@ def test_a_checkpoint_whose_data_is_gone_cannot_continue(env, apps):
     _from_checkpoint(at, name, "resume")
     assert any("is not here" in m for m in errors(at))
     assert not [b for b in at.button if b.label == "Start"]
+
+
+def test_the_webcam_augmentation_can_be_chosen_and_settings_survive_continuing_a_run(env, apps):
+    _saved_mlp(env, 1, 3, "half.pt")
+    at = _train_page(apps, MLP, t_epochs=1, t_augment=True)
+    assert at.selectbox(key="t_augmentation").value == "standard"
+    at.selectbox(key="t_augmentation").set_value("webcam")
+    at.run()
+    # Continuing a saved run draws none of the settings; back on a new net they are all there again.
+    at.session_state["t_mode"] = "resume"  # straight there (fine-tuning would load its own recipe)
+    at.radio(key="t_start").set_value("checkpoint")
+    at.run()
+    assert any("1 of 3 epochs done" in c.value for c in at.caption) and not at.get("number_input")
+    at.radio(key="t_start").set_value("new")
+    at.run()
+    assert_clean(at)
+    button(at, "Start").click()
+    at.run()
+    wait_for_job(at)
+    job = at.session_state["job"]
+    assert job.status == "finished", job.message
+    config = job.trainer.config
+    assert (config.augment, config.augmentation, config.epochs) == (True, "webcam", 1)
+    assert isinstance(job.trainer.augment_config, type(job.trainer.augment_config)) and job.trainer.augment_config.clutter_p > 0

@@ -232,6 +232,82 @@ def test_predict_with_a_missing_checkpoint_exits_2_in_process(images, tmp_path, 
     assert "file not found" in err and err.count("\n") == 1
 
 
+# --- python -m core.predict --explain ------------------------------------------------------------
+
+
+@pytest.fixture
+def lenet_checkpoint(tmp_path) -> Path:
+    """A seeded 64-px gray LeNet (the SIGNS net's shape), saved as a checkpoint."""
+    from core.checkpoint import save_checkpoint
+    from core.nets import build_model
+    from core.spec import ModelSpec
+
+    spec = ModelSpec("lenet", 6, in_channels=1, input_size=64)
+    model = build_model(spec, "sequential", seed=0).eval()
+    return save_checkpoint(tmp_path / "lenet.pt", model, spec, "sequential", tuple("012345"))
+
+
+def test_explain_writes_a_gradcam_png_per_image_and_names_it_in_json(lenet_checkpoint, images, tmp_path, capsys):
+    from core.explain import explain
+
+    good, bad = images
+    out = tmp_path / "new" / "heatmaps"  # created, parents too
+    args = ["--checkpoint", str(lenet_checkpoint), "--explain", str(out), str(good), str(bad)]
+    assert core.predict.main(args) == 1
+    first, second = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines())
+    png = out / "img1.gradcam.png"
+    assert first["gradcam"] == str(png) and first["method"] == "Grad-CAM"
+    plain = predict_json(lenet_checkpoint, good, capsys)
+    assert {k: first[k] for k in plain} == plain  # the prediction itself is unchanged
+    assert second["image"] == str(bad) and set(second) == {"image", "error"} and "bad.jpg" in second["error"]
+    with Image.open(png) as im:
+        assert im.mode == "RGB" and im.size == (256, 256)
+        written = np.asarray(im)
+    exp = explain(load_checkpoint(lenet_checkpoint), str(good))
+    np.testing.assert_array_equal(written, exp.overlay(0.5, size=256))
+    assert sorted(p.name for p in out.iterdir()) == ["img1.gradcam.png"]  # no temp files left
+
+
+def predict_json(ckpt: Path, image: Path, capsys) -> dict:
+    assert core.predict.main(["--checkpoint", str(ckpt), str(image)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_explain_two_images_with_one_stem_get_two_files(lenet_checkpoint, images, tmp_path, capsys):
+    good, _ = images
+    other = tmp_path / "elsewhere" / "img1.jpg"
+    other.parent.mkdir()
+    Image.open(good).convert("RGB").save(other)
+    out = tmp_path / "out"
+    assert core.predict.main(["--checkpoint", str(lenet_checkpoint), "--explain", str(out), str(good), str(other)]) == 0
+    paths = [json.loads(line)["gradcam"] for line in capsys.readouterr().out.strip().splitlines()]
+    assert paths == [str(out / "img1.gradcam.png"), str(out / "img1-2.gradcam.png")]
+    assert all(Path(p).is_file() for p in paths)
+
+
+def test_explain_an_mlp_checkpoint_from_the_command_line(trained, images, tmp_path):
+    summary, _, _ = trained
+    good, _ = images
+    out = tmp_path / "maps"
+    result = run_cli("core.predict", ["--checkpoint", summary["checkpoint"], "--explain", str(out), str(good)],
+                     cli_env(tmp_path, None))
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout)
+    assert line["method"] == "input-gradient saliency" and line["gradcam"] == str(out / "img1.gradcam.png")
+    with Image.open(line["gradcam"]) as im:
+        assert im.size[0] >= 64 and im.size[1] >= 64
+
+
+def test_explain_into_a_file_exits_2_with_one_line(lenet_checkpoint, images, tmp_path, capsys):
+    good, _ = images
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    assert core.predict.main(["--checkpoint", str(lenet_checkpoint), "--explain", str(blocker), str(good)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert str(blocker) in captured.err
+
+
 # --- the real data -----------------------------------------------------------------------------
 
 

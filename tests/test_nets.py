@@ -30,7 +30,11 @@ from core.nets import (
     FrozenBatchNorm2d,
     classifier,
     feature_head_split,
+    feature_stages,
+    forward_features,
+    forward_head,
     freeze_features,
+    has_spatial_features,
     init_kaiming,
     lenet_flat_features,
     max_pool2d,
@@ -818,3 +822,85 @@ def test_freezing_changes_no_output() -> None:
         before = model(x)
         after = freeze_features(model).eval()(x)
     exact(after, before)
+
+
+# --- the last spatial feature map: forward_features / forward_head / feature_stages --------------
+
+SPATIAL_SPECS = [
+    ModelSpec("lenet", num_classes=6, in_channels=1, input_size=64),
+    VARIANTS["lenet"],
+    ModelSpec("resnet50", num_classes=6, in_channels=3, input_size=64),
+    VARIANTS["resnet50"],
+]
+# The last conv stage's output: LeNet after conv2 → BN → ReLU → max-pool; ResNet-50 after stage 4.
+FEATURE_SHAPES = {
+    SPATIAL_SPECS[0]: (16, 13, 13),
+    SPATIAL_SPECS[1]: (16, 9, 9),
+    SPATIAL_SPECS[2]: (2048, 2, 2),
+    SPATIAL_SPECS[3]: (2048, 1, 1),
+}
+STAGE_NAMES = {"lenet": ["conv1", "conv2"], "resnet50": ["stem", "stage 1", "stage 2", "stage 3", "stage 4"]}
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("spec", SPATIAL_SPECS, ids=lambda s: s.describe())
+def test_features_then_head_is_the_whole_net_bit_for_bit(spec: ModelSpec, style: str) -> None:
+    model = randomize_bn(copy.deepcopy(library_model(spec, style)))
+    x = batch(spec, 2)
+    with torch.no_grad():
+        features = forward_features(model, x)
+        assert tuple(features.shape) == (x.shape[0], *FEATURE_SHAPES[spec])
+        exact(forward_head(model, features), model(x))
+        staged = x
+        for stage in feature_stages(model):
+            staged = stage.forward(staged)
+        exact(staged, features)
+    assert [stage.name for stage in feature_stages(model)] == STAGE_NAMES[spec.arch]
+    assert has_spatial_features(model)
+
+
+@pytest.mark.parametrize("spec", SPATIAL_SPECS, ids=lambda s: s.describe())
+def test_both_styles_give_the_same_features_and_stages(spec: ModelSpec) -> None:
+    module = randomize_bn(copy.deepcopy(library_model(spec, "module")))
+    seq = copy_weights(module, default_init_model(spec, "sequential")).eval()
+    x = batch(spec, 2, seed=5)
+    with torch.no_grad():
+        exact(forward_features(seq, x), forward_features(module, x))
+        a, b = x, x
+        for sa, sb in zip(feature_stages(module), feature_stages(seq), strict=True):
+            a, b = sa.forward(a), sb.forward(b)
+            assert sa.name == sb.name
+            exact(b, a)
+
+
+def test_lenet_features_are_what_its_fully_connected_part_reads() -> None:
+    spec = SPATIAL_SPECS[0]
+    model = randomize_bn(copy.deepcopy(library_model(spec, "module")))
+    x = batch(spec, 2)
+    with torch.no_grad():
+        expected = F.max_pool2d(F.relu(model.bn2(model.conv2(F.max_pool2d(F.relu(model.bn1(model.conv1(x))), 2)))), 2)
+        exact(forward_features(model, x), expected)
+        assert torch.flatten(expected, 1).shape[1] == model.fc1.in_features
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_the_mlp_has_no_spatial_features(style: str) -> None:
+    model = library_model(VARIANTS["mlp"], style)
+    assert feature_stages(model) == [] and not has_spatial_features(model)
+    with pytest.raises(ValueError, match="no convolution layer"):
+        forward_features(model, batch(VARIANTS["mlp"]))
+    with pytest.raises(ValueError, match="no convolution layer"):
+        forward_head(model, torch.zeros(1, 8))
+
+
+def test_the_seam_leaves_a_frozen_nets_split_alone() -> None:
+    """Fine-tuning's features/head split and freezing still see the same layers."""
+    spec = SPATIAL_SPECS[1]
+    for style in STYLES:
+        model = copy.deepcopy(library_model(spec, style))
+        features, head = feature_head_split(model)
+        assert sum(isinstance(m, nn.Conv2d) for m in features) == 2 and isinstance(head[-1], nn.Linear)
+        x = batch(spec, 2)
+        with torch.no_grad():
+            before = model(x)
+            exact(forward_head(freeze_features(model).eval(), forward_features(model, x)), before)

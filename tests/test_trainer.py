@@ -677,3 +677,20 @@ def test_batches_of_one_image_are_refused_for_a_net_with_batch_norm(make_tiny_da
     with pytest.raises(ConfigError, match="batch size 0 leaves batches of one image"):
         Trainer(LENET_SPEC.replace(num_classes=2), one, cfg(batch_size=0))
     train(MLP_SPEC, make_tiny_dataset(), cfg(batch_size=1, epochs=1))  # no batch norm: one image is a batch
+
+
+def test_the_augmentation_is_chosen_by_name_and_checked(tiny_dataset):
+    """``standard`` keeps each net's own augmentation; ``webcam`` is the one for photos unlike SIGNS."""
+    from core.augment import WEBCAM, augment_for
+
+    spec = ModelSpec("lenet", 3, in_channels=1, input_size=16)
+    standard = Trainer(spec, tiny_dataset, TrainConfig(epochs=1, batch_size=16))
+    webcam = Trainer(spec, tiny_dataset, TrainConfig(epochs=1, batch_size=16, augmentation="webcam"))
+    assert standard.augment_config == augment_for("lenet") and standard.augment_config != WEBCAM
+    assert webcam.augment_config == WEBCAM
+    assert "augmented (webcam)" in webcam.config.describe() and "(webcam)" not in standard.config.describe()
+    with pytest.raises(ConfigError, match="augmentation must be one of standard, webcam"):
+        TrainConfig(augmentation="heavy").validate()
+    # Checkpoints written before the setting existed read as the standard augmentation.
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "augmentation"}
+    assert TrainConfig.from_dict(old).augmentation == "standard"
