@@ -12,7 +12,7 @@ st.markdown(
     "hand signs (digits 0–5) from a photo or your webcam."
 )
 
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 with c1.container(border=True, height="stretch"):
     st.markdown("#### 1 · Build")
     st.write("An MLP, a LeNet-5 or a ResNet-50 — as an `nn.Module` subclass and as `nn.Sequential`, side by side.")
@@ -25,6 +25,10 @@ with c3.container(border=True, height="stretch"):
     st.markdown("#### 3 · Predict")
     st.write("Upload a hand photo or use the camera; see what the net sees and how sure it is.")
     st.page_link("pages/predict.py", label="Open Predict", icon=":material/back_hand:")
+with c4.container(border=True, height="stretch"):
+    st.markdown("#### 4 · Teach it your hand")
+    st.write("Misread? Take a few photos of your own hand per class and fine-tune the net on them in seconds.")
+    st.page_link("pages/data.py", label="Open Data", icon=":material/photo_library:")
 
 best = get_dataset(best_hand_dataset(data_dir()), data_dir())
 st.subheader("The task")
