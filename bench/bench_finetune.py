@@ -54,7 +54,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint  # noqa: E402
+from core.checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint  # noqa: E402
 from core.data import Dataset, DatasetError, load_dataset, resolve_data_dir  # noqa: E402
 from core.device import DEVICES, DeviceError, describe_device, pick_device  # noqa: E402
 from core.nets import FREEZE  # noqa: E402
@@ -231,16 +231,7 @@ def print_table(base: dict[str, Any], rows: list[dict[str, Any]], classes: tuple
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Atomically: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))
 
 
 def main() -> int:

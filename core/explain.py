@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import Checkpoint, _atomic_write
+from core.checkpoint import Checkpoint, atomic_write
 from core.inference import Prediction, predict_image
 from core.nets import (
     feature_stages,
@@ -334,5 +334,5 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     from PIL import Image
 
     path = Path(path)
-    _atomic_write(path, lambda f: Image.fromarray(np.ascontiguousarray(image)).save(f, "PNG"))
+    atomic_write(path, lambda f: Image.fromarray(np.ascontiguousarray(image)).save(f, "PNG"))
     return path

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    FAKE_CAMERA_ARGS, VIEWPORT, import_expect, launch_chromium, start_server, train_signs_lenet,
-)
+from tests.e2e.conftest import import_expect, start_server, train_signs_lenet
 from tests.e2e.test_browser import (
     RENDER_TIMEOUT, TRAIN_TIMEOUT, assert_clean, button, main, metric, open_page, screenshot, wait_idle,
 )
@@ -58,16 +56,6 @@ def teach_app(signs_data_dir, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def camera(playwright_instance, chromium_path):
-    b = launch_chromium(playwright_instance, chromium_path, FAKE_CAMERA_ARGS)
-    ctx = b.new_context(viewport=VIEWPORT, permissions=["camera"])
-    ctx.set_default_timeout(30_000)
-    yield ctx.new_page()
-    ctx.close()
-    b.close()
-
-
 def take_photo(page) -> None:
     video = main(page).get_by_test_id("stCameraInput").locator("video")
     expect(video).to_be_visible(timeout=30_000)
@@ -75,8 +63,8 @@ def take_photo(page) -> None:
     main(page).get_by_test_id("stCameraInputButton").click()
 
 
-def test_capture_save_finetune_predict(teach_app, camera, hands, screenshot_dir):
-    page = camera
+def test_capture_save_finetune_predict(teach_app, camera_page, hands, screenshot_dir):
+    page = camera_page
     open_page(page, teach_app, "/data", "Data")
     for c in CLASSES:
         main(page).get_by_test_id("stRadio").get_by_text(c, exact=True).click()
