@@ -329,6 +329,17 @@ def explain(ckpt: Checkpoint, source: bytes | str | os.PathLike | BinaryIO, name
     )
 
 
+def enlarge(image: np.ndarray, side: int) -> np.ndarray:
+    """A small map or filter (h×w or h×w×3, float in [0, 1] or uint8) as a uint8 image about
+    ``side`` pixels wide, each value a block of pixels (nearest neighbour: a 5×5 filter stays 25
+    squares instead of a blur)."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0.0, 1.0) * 255).round().astype(np.uint8)
+    k = max(1, side // max(a.shape[0], a.shape[1]))
+    return np.repeat(np.repeat(a, k, axis=0), k, axis=1)
+
+
 def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an RGB (or gray) uint8 image as a PNG, atomically (temp file, fsync, rename)."""
     from PIL import Image

@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.checkpoint import Checkpoint, CheckpointError, checkpoint_dir, list_checkpoints, load_checkpoint
+from core.explain import GRAD_CAM, GRADCAM_CODE, ExplainError, colorbar, enlarge, explain
 from core.inference import evaluate_checkpoint, predict_image
 from core.preprocess import ImageError, load_image
 from core.spec import default_spec
@@ -44,6 +45,50 @@ def photo_to_show(data: bytes, name: str):
     image = load_image(data, name, min_side=512)  # big JPEGs decode at a reduced scale
     image.thumbnail((1024, 1024))
     return image
+
+
+def look_inside(ckpt: Checkpoint, data: bytes, name: str, predicted: str) -> None:
+    """Where the net looked for a class (Grad-CAM), what its conv stages computed, its first filters."""
+    st.subheader("Look inside: why this answer?")
+    a, b = st.columns([1, 1])
+    # One choice per photo: a new photo starts from its own prediction.
+    key = "p_why_" + hashlib.sha1(data).hexdigest()[:12]
+    why = a.selectbox("Explain the class", list(ckpt.classes), index=list(ckpt.classes).index(predicted), key=key,
+                      help="The predicted class by default. Pick another to ask: why not this one?")
+    opacity = b.slider("Heat map opacity", 0.0, 1.0, 0.5, 0.05, key="p_opacity")
+    try:
+        ex = explain(ckpt, data, name=name, class_name=why)
+    except (ImageError, ExplainError) as e:
+        show_error(str(e))
+        return
+    left, mid, right = st.columns([1, 1, 2])
+    left.image(ex.overlay(opacity, size=256), width="stretch",
+               caption=f"{ex.method} for class {ex.class_name}: bright = where the net found evidence for it")
+    left.image(colorbar(256, 14), width="stretch", caption="no evidence → most evidence")
+    with mid:
+        side = ex.feature_maps[-1].shape[1] if ex.feature_maps else None
+        if ex.heatmap.max() == 0:
+            st.info(f"Nothing in this photo speaks for class {ex.class_name}: the map is empty.", icon=":material/info:")
+        if ex.method == GRAD_CAM:
+            st.caption(f"Grad-CAM weighs each channel of the last conv stage ({side}×{side} here) by how much it "
+                       f"raises the score of class {ex.class_name}, then keeps the positive sum. A coarse guide to "
+                       "where the net looked, not an outline of the hand."
+                       + (" At this input size ResNet-50's last stage is tiny, so the map is very coarse." if side and side <= 2 else ""))
+        else:
+            st.caption("The MLP has no convolution, so this is an input-gradient saliency map: how much each pixel, "
+                       f"changed a little, would change the score of class {ex.class_name}.")
+    with right.expander("The PyTorch behind Grad-CAM", expanded=False):
+        st.code(GRADCAM_CODE, language="python")
+    if ex.feature_maps:
+        with st.expander("Feature maps: what each conv stage computed for this photo"):
+            for fm in ex.feature_maps:
+                c, h, w = fm.shape
+                shown = "" if len(fm.channels) == c else f", the {len(fm.channels)} strongest of {c} channels"
+                st.markdown(f"**{fm.name}** — {c}×{h}×{w}{shown}")
+                st.image([enlarge(m, 72) for m in fm.maps], width=72, caption=[f"ch {i}" for i in fm.channels])
+    with st.expander("Learned filters of the first layer"):
+        st.caption(ex.learned.description + ". Mid-gray is a zero weight, brighter positive, darker negative.")
+        st.image([enlarge(f, 56) for f in ex.learned.images[:64]], width=56)
 
 
 st.title("Predict a hand sign")
@@ -133,6 +178,7 @@ else:
         fig.update_layout(title="Probability of each class (softmax)", yaxis=dict(range=[0, 1.1], tickformat=".0%"),
                           xaxis_title="class", height=340, margin=dict(l=10, r=10, t=40, b=10))
         right.plotly_chart(fig, width="stretch", key="probs")
+        look_inside(ckpt, image_file.getvalue(), image_file.name, pred.label)
 
 # --- the test split ----------------------------------------------------------------------------
 st.subheader("Evaluate on the test split")

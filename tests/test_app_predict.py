@@ -12,8 +12,6 @@ from core.nets import build_model
 from core.spec import ModelSpec, default_spec
 from core.trainer import TrainConfig, Trainer
 from tests.bad_input_corpus import checkpoint_cases, image_cases
-
-
 from tests.apptest import assert_clean, button, errors, metrics, plotly_keys, hand_photo, mime
 
 
@@ -165,3 +163,66 @@ def test_predict_uploaded_two_class_checkpoint_evaluates_on_cats(env, apps, cats
     assert_clean(at)
     assert metrics(at)["Misclassified"].endswith("of 50")
     assert "p_confusion" in plotly_keys(at)
+
+
+# --- look inside ----------------------------------------------------------------------------------
+
+
+def _image(at: AppTest, caption_start: str):
+    """The image element (and its URL) whose caption starts with ``caption_start``."""
+    for element in at.image:
+        for caption, img in zip(element.captions, element.proto.imgs):
+            if caption.startswith(caption_start):
+                return img.url
+    raise AssertionError(f"no image captioned {caption_start!r}: {[c for e in at.image for c in e.captions]}")
+
+
+def test_look_inside_a_photo_grad_cam_for_any_class_feature_maps_and_filters(predict):
+    at = predict
+    at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
+    at.run()
+    _assert_prediction(at, tuple("012345"))
+    predicted = metrics(at)["Prediction"]
+    first = _image(at, f"Grad-CAM for class {predicted}")
+    _image(at, "no evidence → most evidence")  # the colour map's legend
+    assert any("GRAD" in c.value or "grad_cam" in c.value for c in at.code)  # the PyTorch behind it
+    # Feature maps of LeNet's two conv stages, with their shapes, and conv1's 6 filters.
+    assert any("**conv1** — 6×30×30" in m.value for m in at.markdown)
+    assert any("**conv2** — 16×13×13" in m.value for m in at.markdown)
+    assert any(e.captions == [f"ch {i}" for i in range(16)] for e in at.image)
+    assert any("6 filters of 1×5×5" in c.value for c in at.caption)
+    # "Why not 3?": another class gets its own map; the opacity changes the drawing.
+    other = next(c for c in "012345" if c != predicted)
+    why = next(s for s in at.selectbox if s.key and s.key.startswith("p_why_"))
+    why.set_value(other)
+    at.run()
+    assert_clean(at)
+    assert metrics(at)["Prediction"] == predicted  # the answer stays; only the explanation changes
+    second = _image(at, f"Grad-CAM for class {other}")
+    assert second != first
+    at.slider(key="p_opacity").set_value(0.9)
+    at.run()
+    assert _image(at, f"Grad-CAM for class {other}") != second
+
+
+def test_look_inside_from_the_camera(predict):
+    at = predict
+    at.camera_input(key="p_camera").set_value(("snap.jpg", hand_photo(480, "PNG", index=2), "image/jpeg"))
+    at.run()
+    _assert_prediction(at, tuple("012345"))
+    _image(at, f"Grad-CAM for class {metrics(at)['Prediction']}")
+
+
+def test_look_inside_an_mlp_is_an_input_gradient_saliency_map(env, apps):
+    trainer = Trainer(default_spec("mlp"), load_dataset("synthetic"), TrainConfig(epochs=1, batch_size=128, augment=False))
+    for _ in trainer.run():
+        pass
+    trainer.save(env.ckpt / "mlp.pt")
+    at = apps("pages/predict.py")
+    at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
+    at.run()
+    _assert_prediction(at, tuple("012345"))
+    _image(at, f"input-gradient saliency for class {metrics(at)['Prediction']}")
+    assert any("no convolution" in c.value for c in at.caption)
+    assert not any("Feature maps" in e.label for e in at.expander)
+    assert any("its 20 units, each as a 3×64×64 image" in c.value for c in at.caption)

@@ -292,7 +292,22 @@ def test_predict_upload(app, page, trained_checkpoint, hand_photo, screenshot_di
     wait_idle(page)
     wait_for(lambda: plot_points(page, "probs") == 6, 30, "the probability bar chart (six classes)")
     assert page.evaluate("() => document.querySelector('.st-key-probs .js-plotly-plot').data[0].type") == "bar"
-    expect(main(page).get_by_test_id("stImage")).to_have_count(2)  # the photo and what the net sees
+    expect(main(page).get_by_text("Your photo", exact=True)).to_be_visible()
+    expect(main(page).get_by_text("What the net sees: 64×64, gray", exact=True)).to_be_visible()
+    assert_clean(page)
+
+    # Look inside: the heat map of the predicted class, then of another one ("why not?").
+    expect(main(page).get_by_text(f"Grad-CAM for class {expected_label}:")).to_be_visible()
+    expect(main(page).get_by_text("no evidence → most evidence")).to_be_visible()
+    other = "1" if expected_label != "1" else "2"
+    choose(page, "Explain the class", other)
+    expect(main(page).get_by_text(f"Grad-CAM for class {other}:")).to_be_visible(timeout=30_000)
+    expect(metric(page, "Prediction")).to_have_text(expected_label)
+    main(page).get_by_text("Feature maps: what each conv stage computed for this photo").click()
+    expect(main(page).get_by_text("6×30×30")).to_be_visible()
+    expect(main(page).get_by_text("16×13×13")).to_be_visible()
+    choose(page, "Explain the class", expected_label)  # the README's screenshot shows the answer's own map
+    expect(main(page).get_by_text(f"Grad-CAM for class {expected_label}:")).to_be_visible(timeout=30_000)
     assert_clean(page)
 
     button(page, "Evaluate").click()
@@ -322,6 +337,7 @@ def test_predict_camera(app, camera_page, trained_checkpoint):
     main(page).get_by_test_id("stCameraInputButton").click()
     expect(metric(page, "Prediction")).to_have_text(re.compile(r"^[0-5]$"), timeout=60_000)
     expect(main(page).get_by_test_id("stMetric").filter(has_text="Prediction")).to_contain_text("confident")
+    expect(main(page).get_by_text(re.compile(r"^Grad-CAM for class [0-5]:"))).to_be_visible()
     assert_clean(page)
 
 
