@@ -125,6 +125,7 @@ class SavedCheckpoint:
     test_acc: float | None = None
     describe: str = ""
     error: str | None = None
+    spec: dict | None = None  # ModelSpec.to_dict(): which net it is, for menus that match nets
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -138,7 +139,7 @@ def _checkpoint_info(path: str, mtime: float) -> SavedCheckpoint:
         return SavedCheckpoint(name, error=str(e))
     acc = c.metrics.get("test_acc")
     return SavedCheckpoint(name, c.spec.arch, str(c.dataset.get("key", "")), acc if isinstance(acc, float) else None,
-                           c.describe())
+                           c.describe(), spec=c.spec.to_dict())
 
 
 def saved_checkpoints() -> list[SavedCheckpoint]:
