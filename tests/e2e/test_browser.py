@@ -84,8 +84,10 @@ def metric(page, label: str):
 
 
 def codes(page) -> list[str]:
-    expect(main(page).get_by_test_id("stCode")).to_have_count(2)
-    return [c.inner_text() for c in main(page).get_by_test_id("stCode").all()]
+    """The net's code in its two styles (the look-inside expander's snippet left out)."""
+    net_code = main(page).locator('[data-testid="stCode"]:not([data-testid="stExpander"] [data-testid="stCode"])')
+    expect(net_code).to_have_count(2)
+    return [c.inner_text() for c in net_code.all()]
 
 
 def choose(page, label: str, option: str) -> None:
