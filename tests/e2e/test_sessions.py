@@ -171,7 +171,8 @@ def test_four_sessions_at_once_each_get_their_own_results(app, new_page, saved_b
         assert_clean(page)
     for page, _, label in predictors:  # still their own prediction, after the runs are over
         expect(metric(page, "Prediction")).to_have_text(label)
-        expect(main(page).get_by_test_id("stImage")).to_have_count(2)
+        expect(main(page).get_by_text("Your photo", exact=True)).to_have_count(1)
+        expect(main(page).get_by_text(f"Grad-CAM for class {label}:")).to_be_visible()  # its own explanation
         assert_clean(page)
     assert len({label for _, _, label in predictors}) == 2
     assert_log_clean(app)
