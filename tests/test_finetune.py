@@ -20,6 +20,7 @@ from core.jobs import FINISHED, TrainingJob
 from core.nets import FrozenBatchNorm1d, FrozenBatchNorm2d, classifier, feature_head_split
 from core.spec import ModelSpec
 from core.trainer import ConfigError, StepEvent, TrainConfig, Trainer, finetune_recipe, lr_at, recipe
+from tests.test_trainer import assert_same_tensors, epoch_figures
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -36,26 +37,6 @@ def run(trainer: Trainer, should_stop=lambda: False) -> Trainer:
 
 def state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def assert_same_tensors(a, b, where: str = "") -> None:
-    """Exact equality of nested dicts/lists of tensors and plain values."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b.to(a.device)), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same_tensors(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_tensors(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
-def epoch_figures(history) -> list[tuple]:
-    return [(e.epoch, e.step, e.train_loss, e.train_acc, e.test_loss, e.test_acc, e.lr) for e in history.epochs]
 
 
 def resave(path, **changes) -> bytes:
