@@ -38,6 +38,7 @@ from core.nets import build_model, copy_weights, freeze_features, init_kaiming
 from core.spec import ModelSpec
 from core.tensors import images_to_tensor
 from core.trainer import TrainConfig, Trainer
+from tests.test_nets import randomize_bn
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -46,23 +47,10 @@ RESNET = ModelSpec("resnet50", 3, in_channels=3, input_size=32)
 MLP = ModelSpec("mlp", 3, in_channels=3, input_size=16, hidden=(8, 4))
 
 
-def perturb_bn(model: nn.Module, seed: int = 1) -> nn.Module:
-    """Non-trivial batch-norm statistics and scales (a fresh net's eval BN is ≈ identity, and a
-    ResNet's zero-initialised residual branches would add nothing)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-    return model
 
 
 def net(spec: ModelSpec, style: str = "module", seed: int = 0) -> nn.Module:
-    return perturb_bn(build_model(spec, style, seed=seed), seed + 1).eval()
+    return randomize_bn(build_model(spec, style, seed=seed), seed + 1).eval()
 
 
 def image(spec: ModelSpec, seed: int = 0) -> torch.Tensor:
