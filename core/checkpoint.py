@@ -21,8 +21,8 @@ import io
 import os
 import pickle
 import pickletools
-import re
 import platform
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from core.nets import MaxPool2d, build_model, copy_weights, unfreeze
+from core.nets import build_model, copy_weights, unfreeze
 from core.spec import ARCHS, ModelSpec, SpecError
 
 FORMAT = "torchlab-checkpoint"
@@ -328,9 +328,6 @@ def export_full_model(model: nn.Module) -> bytes:
     See :data:`EXPORT_WARNING`. TorchLab never loads such a file from an upload.
     """
     model = unfreeze(copy.deepcopy(model).cpu())  # a copy: the live model stays on its device (and frozen)
-    for m in model.modules():
-        if type(m) is MaxPool2d:  # TorchLab's faster twin: write plain torch, loadable without TorchLab
-            m.__class__ = nn.MaxPool2d
     buf = io.BytesIO()
     torch.save(model, buf)
     return buf.getvalue()

@@ -12,7 +12,7 @@ from core.checkpoint import Checkpoint
 from core.data import Dataset
 from core.preprocess import preprocess_image
 from core.tensors import images_to_tensor
-from core.trainer import evaluate
+from core.engine import evaluate
 
 
 @dataclass(frozen=True)

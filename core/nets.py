@@ -48,40 +48,6 @@ class FeatureStage(NamedTuple):
     forward: Callable[[torch.Tensor], torch.Tensor]
 
 
-# --- pooling ---------------------------------------------------------------------------------
-
-
-def max_pool2d(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """``F.max_pool2d(x, kernel_size)`` (non-overlapping windows), through oneDNN on the CPU.
-
-    Same values and gradients (a test compares them), but ATen's CPU kernel for NCHW tensors is
-    much slower than oneDNN's, forward + backward, on LeNet's first activation (figures: README,
-    "Performance"; ``bench/bench_train.py`` measures the trainer it speeds up). Elsewhere (a GPU,
-    channels-last or other dtypes) it is plain ``F.max_pool2d``.
-    """
-    if (
-        x.device.type == "cpu"
-        and x.dim() == 4
-        and x.dtype in (torch.float32, torch.bfloat16)
-        and x.is_contiguous()
-        and torch.backends.mkldnn.is_available()
-    ):
-        size = [kernel_size, kernel_size]
-        return torch.mkldnn_max_pool2d(x.to_mkldnn(), size, size).to_dense()
-    return F.max_pool2d(x, kernel_size)
-
-
-class MaxPool2d(nn.MaxPool2d):
-    """``nn.MaxPool2d(k)`` computed by :func:`max_pool2d`; it prints and summarises as the original
-    (and :func:`~core.checkpoint.export_full_model` writes it as the original)."""
-
-    def __init__(self, kernel_size: int) -> None:
-        super().__init__(kernel_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return max_pool2d(x, self.kernel_size)
-
-
 # --- MLP ---------------------------------------------------------------------------------------
 
 
@@ -154,10 +120,10 @@ class LeNet5(nn.Module):
         self.head = nn.Linear(LENET_FC[2], spec.num_classes)
 
     def conv1_stage(self, x: torch.Tensor) -> torch.Tensor:
-        return max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)  # N, 6, 30, 30
+        return F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)  # N, 6, 30, 30
 
     def conv2_stage(self, x: torch.Tensor) -> torch.Tensor:
-        return max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)  # N, 16, 13, 13
+        return F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)  # N, 16, 13, 13
 
     def feature_stages(self) -> list[FeatureStage]:
         return [FeatureStage("conv1", self.conv1_stage), FeatureStage("conv2", self.conv2_stage)]
@@ -178,8 +144,8 @@ class LeNet5(nn.Module):
 
 def lenet_sequential(spec: ModelSpec) -> nn.Sequential:
     layers: list[nn.Module] = [
-        nn.Conv2d(spec.in_channels, 6, kernel_size=5), _norm2d(spec, 6), nn.ReLU(), MaxPool2d(2),
-        nn.Conv2d(6, 16, kernel_size=5), _norm2d(spec, 16), nn.ReLU(), MaxPool2d(2),
+        nn.Conv2d(spec.in_channels, 6, kernel_size=5), _norm2d(spec, 6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, kernel_size=5), _norm2d(spec, 16), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(),
     ]
     n_in = lenet_flat_features(spec)

@@ -1,5 +1,5 @@
-"""The training engine: optimizers, schedules, mini-batches on the device, live metrics, stop/resume,
-fine-tuning from a checkpoint and resuming from a file.
+"""The training loop: recipes, schedules, batch order, events, history, stop/resume, saving,
+fine-tuning from a checkpoint and resuming from a file. The step itself is :class:`core.engine.Engine`'s.
 
 ``Trainer.run`` is a generator of :class:`StepEvent` and :class:`EpochEvent`, so the command line
 prints them and the app draws them as they come. It can be asked to stop between two steps and
@@ -13,8 +13,6 @@ dataset)`` continues a run saved at the end of an epoch from the file, bit-exact
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import math
 import os
@@ -26,13 +24,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.augment import AUGMENTATIONS, augment_batch, augment_for
 from core.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from core.data import Dataset
 from core.device import pick_device
+from core.engine import Engine, EvalResult, evaluate
 from core.nets import FREEZE, build_model, copy_weights, count_parameters, feature_head_split, freeze_features, replace_head
 from core.spec import ARCHS, ModelSpec, Style, _is_whole
 from core.tensors import images_to_tensor
@@ -53,9 +51,6 @@ SCHEDULES: dict[str, str] = {
     "cosine": "short warm-up, then cosine decay to zero",
     "onecycle": "one cycle: warm up over 25 % of the run, then cosine decay",
 }
-EVAL_BATCH = 256
-
-
 class _TurnLock:
     """A first-come, first-served lock: runs in one process take turns step by step.
 
@@ -193,29 +188,6 @@ def recipe(arch: str) -> TrainConfig:
     raise ConfigError(f"no recipe for architecture {arch!r}")
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer ``cfg`` names, with its settings; L2 through ``weight_decay``.
-
-    SGD and Adam use PyTorch's fused kernels (one kernel per step for all tensors) where the
-    device has them: on the CPU the step is much shorter than with the default per-tensor loop
-    (figures: README, "Performance"; ``bench/bench_train.py``). RMSprop has no fused kernel and
-    keeps PyTorch's default. Frozen parameters (``requires_grad=False``) are left out, so weight
-    decay never moves them either.
-    """
-    params, wd = [p for p in model.parameters() if p.requires_grad], cfg.weight_decay
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, weight_decay=wd)
-    if cfg.optimizer == "adam":
-        cls, settings = torch.optim.Adam, dict(lr=cfg.lr, betas=cfg.betas, weight_decay=wd)
-    else:
-        momentum = cfg.momentum if cfg.optimizer == "momentum" else 0.0
-        cls, settings = torch.optim.SGD, dict(lr=cfg.lr, momentum=momentum, weight_decay=wd)
-    try:
-        return cls(params, fused=True, **settings)
-    except RuntimeError:  # a device without fused kernels
-        return cls(params, **settings)
-
-
 def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
     """The learning rate for ``step`` (0-based) of ``total_steps`` under ``cfg.schedule``.
 
@@ -232,41 +204,9 @@ def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
 
 
 @dataclass(frozen=True)
-class EvalResult:
-    loss: float
-    accuracy: float
-    predictions: torch.Tensor  # N class indices, on the CPU
-    probabilities: torch.Tensor  # N×classes, on the CPU
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> EvalResult:
-    """Loss and accuracy in ``eval()`` mode under ``no_grad``, in batches.
-
-    Batches keep memory flat: the tutorial ran out of GPU memory pushing the whole ResNet test set
-    through at once. The model's previous train/eval mode is restored.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        total_loss, probs = 0.0, []
-        for i in range(0, len(x), batch_size):
-            logits = model(x[i : i + batch_size]).float()
-            total_loss += F.cross_entropy(logits, y[i : i + batch_size], reduction="sum").item()
-            probs.append(torch.softmax(logits, dim=1).cpu())
-        p = torch.cat(probs)
-        pred = p.argmax(dim=1)
-        acc = (pred == y.cpu()).float().mean().item()
-        return EvalResult(total_loss / len(x), acc, pred, p)
-    finally:
-        model.train(was_training)
-
-
-@dataclass(frozen=True)
 class StepEvent:
     step: int
     epoch: int  # 0-based epoch this step belongs to
-    loss: float
     lr: float
 
 
@@ -301,12 +241,12 @@ class History:
         return History(list(self.step_losses), list(self.epochs))
 
 
-def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+def _batch_bounds(n: int, batch_size: int, pad: bool = False) -> list[tuple[int, int]]:
     """Mini-batch slices over ``n`` items; a last batch of one is merged into the one before,
-    because batch norm cannot normalise a single sample."""
+    because batch norm cannot normalise a single sample — unless batches are padded to one shape."""
     bs = n if batch_size == 0 else min(batch_size, n)
     starts = list(range(0, n, bs))
-    if len(starts) > 1 and n - starts[-1] == 1:
+    if len(starts) > 1 and n - starts[-1] == 1 and not pad:
         starts.pop()
     return [(s, starts[i + 1] if i + 1 < len(starts) else n) for i, s in enumerate(starts)]
 
@@ -325,7 +265,15 @@ class Trainer:
     checkpoint's class order; other classes get a new, Kaiming-initialised head
     (:func:`~core.nets.replace_head`). ``freeze="features"`` trains the head only
     (:func:`~core.nets.freeze_features`). :attr:`head_note` says in one line which happened.
+
+    The loop reads figures back from the device only when it reports: at the end of an epoch, and
+    mid-epoch at most every :attr:`report_seconds` (for live charts); a step never waits for the
+    device. ``pad_batches`` gives every batch one shape: a short last batch is filled up with
+    images from the start of the epoch's order, masked out of the loss and the accuracy (they do
+    take part in a training-mode batch norm's statistics).
     """
+
+    report_seconds = 0.5  # mid-epoch read-backs of the step losses, for live charts
 
     def __init__(
         self,
@@ -335,6 +283,7 @@ class Trainer:
         style: Style = "module",
         init_from: Checkpoint | None = None,
         freeze: str = "none",
+        pad_batches: bool = False,
     ) -> None:
         config.validate(len(dataset.x_train))
         if freeze not in FREEZE:
@@ -358,21 +307,12 @@ class Trainer:
             )
         self.spec, self.dataset, self.config, self.style = spec, dataset, config, style
         self.device = pick_device(config.device)
-        self.model = self._first_model(init_from).to(self.device)
-        self.autocast_dtype = _autocast_dtype(config.precision, self.device)
-        # oneDNN's bf16 kernels for a conv on one input channel (gray LeNet's first layer) are slower
-        # than fp32, forward + backward (README, "Performance"): such layers stay fp32 inside autocast.
-        self.fp32_layers = [
-            m for m in self.model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 1
-        ] if self.autocast_dtype is not None and self.device.type == "cpu" else []
-        # ResNet-50 runs faster with channels-last activations on oneDNN and cuDNN; LeNet gains nothing
-        # (README, "Performance").
-        self.memory_format = torch.channels_last if spec.arch == "resnet50" else torch.contiguous_format
-        self.model = self.model.to(memory_format=self.memory_format)
-        self.optimizer = make_optimizer(self.model, config)
+        self.engine = Engine(self._first_model(init_from), config, self.device, spec.arch, config.precision)
         self.x_train, self.y_train = self._to_device(dataset.x_train, dataset.y_train)
         self.x_test, self.y_test = self._to_device(dataset.x_test, dataset.y_test)
-        self.batches = _batch_bounds(len(self.x_train), config.batch_size)
+        self.pad_batches = pad_batches
+        self.batches = _batch_bounds(len(self.x_train), config.batch_size, pad=pad_batches)
+        self.batch_size = self.batches[0][1] - self.batches[0][0]
         if min(hi - lo for lo, hi in self.batches) < 2 and any(type(m) in (nn.BatchNorm1d, nn.BatchNorm2d) for m in self.model.modules()):
             # A training-mode batch norm normalises over the batch: one image has no spread (and
             # BatchNorm1d raises mid-run). Frozen batch norms are in eval mode and need no batch.
@@ -395,7 +335,9 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self._order: torch.Tensor | None = None  # this epoch's batch order, while an epoch is open
         self._batch = 0
-        self._epoch_stats = [0.0, 0, 0, 0.0]  # loss sum, correct, seen, training seconds
+        self._pending: list[torch.Tensor] = []  # step losses on the device, not yet read back
+        self._next_report = 0.0
+        self._lr = config.lr  # the last step's rate (host copy)
         self._in_run = False  # inside run(): the dropout stream is the global RNG's state
         self._fingerprint: str | None = None
         self.diverged: str | None = None
@@ -440,6 +382,14 @@ class Trainer:
         if self.freeze == "features":
             freeze_features(model)
         return model
+
+    @property
+    def model(self) -> nn.Module:
+        return self.engine.model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.engine.optimizer
 
     @classmethod
     def resume(cls, ckpt: Checkpoint, dataset: Dataset, *, epochs: int | None = None,
@@ -520,8 +470,8 @@ class Trainer:
             if freeze == "features":
                 freeze_features(self.model)
             self.freeze = freeze
-            self.optimizer = make_optimizer(self.model, self.config)
-            self.optimizer.load_state_dict(ckpt.optimizer_state)
+            self.engine.rebuild_optimizer()
+            self.engine.load_optimizer_state(ckpt.optimizer_state)
             self.shuffle_gen.set_state(state["shuffle_rng"])
             self.augment_gen.set_state(state["augment_rng"])
             self.dropout_rng = state["dropout_rng"].clone()
@@ -568,13 +518,13 @@ class Trainer:
         # Moved once, then indexed there: no DataLoader, no per-sample collation.
         # torch.tensor copies, so read-only (cached, shared) arrays are never written through.
         x = images_to_tensor(torch.tensor(x, device=self.device), self.spec.in_channels, self.spec.input_size)
-        return x.contiguous(memory_format=self.memory_format), torch.tensor(y, device=self.device)
+        return x.contiguous(memory_format=self.engine.memory_format), torch.tensor(y, device=self.device)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[StepEvent | EpochEvent]:
         """Train until the configured epochs are done or ``should_stop()`` says so between steps.
 
         Yields a :class:`StepEvent` after every step and an :class:`EpochEvent` after every epoch.
-        Raises :class:`TrainingDiverged` if the loss stops being finite; the model is then
+        Raises :class:`TrainingDiverged` when a loss it reads back is not finite; the model is then
         unusable and :attr:`diverged` holds the message. A stop asked for at the end of an epoch
         leaves the run at the epoch boundary (the next epoch's order not yet drawn), so a save
         then stores everything :meth:`resume` needs.
@@ -584,14 +534,14 @@ class Trainer:
         saved_rng = _get_rng_state(self.device)
         _set_rng_state(self.dropout_rng, self.device)
         self._in_run = True
+        self._next_report = time.monotonic() + self.report_seconds
         self.model.train()
         try:
             while not self.finished:
                 if should_stop():
                     return
                 if self._order is None:
-                    self._order = torch.randperm(len(self.x_train), generator=self.shuffle_gen).to(self.device)
-                    self._batch, self._epoch_stats = 0, [0.0, 0, 0, 0.0]
+                    self._start_epoch()
                 with COMPUTE_TURNS:
                     event = self._train_step()
                 yield event
@@ -599,66 +549,95 @@ class Trainer:
                     with COMPUTE_TURNS:
                         event = self._end_epoch()
                     yield event
+                elif time.monotonic() >= self._next_report:
+                    self._read_losses()
         finally:
             self.dropout_rng = _get_rng_state(self.device)
             self._in_run = False
             _set_rng_state(saved_rng, self.device)
+            if not self.diverged:
+                try:  # a stopped or abandoned run keeps its curve up to the last step taken
+                    self._read_losses()
+                except TrainingDiverged:
+                    pass  # recorded in self.diverged; the next run() raises it
+
+    def _start_epoch(self) -> None:
+        self._order = torch.randperm(len(self.x_train), generator=self.shuffle_gen).to(self.device)
+        self._batch, self._seen, self._train_seconds = 0, 0, 0.0
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._correct = torch.zeros((), device=self.device)
+        self._clock = _DeviceClock(self.device)
 
     def _train_step(self) -> StepEvent:
         t0 = time.perf_counter()
         lo, hi = self.batches[self._batch]
-        idx = self._order[lo:hi]
+        idx, weight = self._order[lo:hi], None
+        if self.pad_batches and hi - lo < self.batch_size:
+            idx = torch.cat([idx, self._order[: self.batch_size - (hi - lo)]])
+            weight = (torch.arange(self.batch_size, device=self.device) < hi - lo).float()
         xb, yb = self.x_train[idx], self.y_train[idx]
         if self.config.augment:
             xb = augment_batch(xb, self.augment_gen, self.augment_config)
-        xb = xb.contiguous(memory_format=self.memory_format)  # a no-op unless indexing or warping changed it
-        lr = lr_at(self.config, self.step - self.schedule_start, self.total_steps - self.schedule_start)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None), outside_autocast(self.fp32_layers):
-            logits = self.model(xb)
-        loss = F.cross_entropy(logits.float(), yb)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            self.diverged = (
-                f"the loss became {loss_value} at epoch {self.epoch + 1}, step {self.step + 1} (learning rate "
-                f"{lr:.3g}): training stopped and these weights are unusable — try a smaller learning rate "
-                f"(e.g. {self.config.lr / 10:g})"
-            )
-            raise TrainingDiverged(self.diverged)
-        self.optimizer.step()
-        stats = self._epoch_stats
-        stats[0] += loss_value * len(yb)
-        stats[1] += int((logits.argmax(1) == yb).sum())
-        stats[2] += len(yb)
-        stats[3] += time.perf_counter() - t0
-        event = StepEvent(self.step, self.epoch, loss_value, lr)
-        with self.lock:
-            self.history.step_losses.append(loss_value)
+        xb = xb.contiguous(memory_format=self.engine.memory_format)  # a no-op unless indexing or warping changed it
+        self._lr = lr_at(self.config, self.step - self.schedule_start, self.total_steps - self.schedule_start)
+        self.engine.set_lr(self._lr)
+        loss, correct = self.engine.step(xb, yb, weight)
+        self._pending.append(loss)
+        self._loss_sum += loss * (hi - lo)
+        self._correct += correct
+        self._seen += hi - lo
+        self._train_seconds += time.perf_counter() - t0
+        event = StepEvent(self.step, self.epoch, self._lr)
         self.step += 1
         self._batch += 1
         return event
 
+    def _read_losses(self) -> None:
+        """Read the pending step losses back into the history (one sync)."""
+        if self._pending:
+            losses, self._pending = torch.stack(self._pending).tolist(), []
+            self._record_losses(losses)
+        self._next_report = time.monotonic() + self.report_seconds
+
+    def _record_losses(self, losses: list[float]) -> None:
+        with self.lock:
+            first = len(self.history.step_losses)
+            good = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+            self.history.step_losses.extend(losses[:good])
+        if good < len(losses):
+            step = first + good
+            lr = lr_at(self.config, step - self.schedule_start, self.total_steps - self.schedule_start)
+            self.diverged = (
+                f"the loss became {losses[good]} at epoch {step // len(self.batches) + 1}, step {step + 1} (learning "
+                f"rate {lr:.3g}): training stopped and these weights are unusable — try a smaller learning rate "
+                f"(e.g. {self.config.lr / 10:g})"
+            )
+            raise TrainingDiverged(self.diverged)
+
     def _end_epoch(self) -> EpochEvent:
+        self._clock.stop()
         t0 = time.perf_counter()
-        test = evaluate(self.model, self.x_test, self.y_test)
-        loss_sum, correct, seen, train_seconds = self._epoch_stats
-        seconds = train_seconds + time.perf_counter() - t0
+        test_loss, test_correct = self.engine.evaluate_sums(self.x_test, self.y_test)
+        # The epoch's one read-back: its step losses, training sums and test sums together.
+        *losses, loss_sum, correct, test_loss_sum, test_hits = torch.stack(
+            [*self._pending, self._loss_sum, self._correct, test_loss, test_correct]).tolist()
+        self._pending = []
+        self._record_losses(losses)
+        self._next_report = time.monotonic() + self.report_seconds
+        train_seconds = self._clock.seconds(self._train_seconds)
+        seconds = self._train_seconds + time.perf_counter() - t0
         self.epoch += 1
         self._order = None
         event = EpochEvent(
             epoch=self.epoch,
             step=self.step,
-            train_loss=loss_sum / seen,
-            train_acc=correct / seen,
-            test_loss=test.loss,
-            test_acc=test.accuracy,
-            lr=self.optimizer.param_groups[0]["lr"],
+            train_loss=loss_sum / self._seen,
+            train_acc=correct / self._seen,
+            test_loss=test_loss_sum / len(self.y_test),
+            test_acc=test_hits / len(self.y_test),
+            lr=self._lr,
             seconds=seconds,
-            images_per_second=seen / train_seconds if train_seconds > 0 else 0.0,
+            images_per_second=self._seen / train_seconds if train_seconds > 0 else 0.0,
         )
         with self.lock:
             self.history.epochs.append(event)
@@ -747,7 +726,7 @@ class Trainer:
             dataset={"key": d.key, "title": d.title, "synthetic": d.synthetic, "kind": d.kind,
                      "train": len(d.x_train), "test": len(d.x_test), "image_size": d.image_size},
             history=self.history_snapshot().to_dict(),
-            optimizer_state=self.optimizer.state_dict() if self.at_epoch_boundary else None,
+            optimizer_state=self.engine.optimizer_state() if self.at_epoch_boundary else None,
             image_size=d.image_size,
             origin=self.origin,
             resume=self.resume_state(),
@@ -841,65 +820,26 @@ def _short(e: BaseException) -> str:
 
 
 
-@contextlib.contextmanager
-def outside_autocast(layers: list[nn.Module]) -> Iterator[None]:
-    """Run ``layers`` in fp32 with autocast off while the block lasts (their other calls are untouched).
+class _DeviceClock:
+    """The device time of an epoch's training steps, read with the epoch's one sync.
 
-    Hooks switch autocast off around each layer's forward and back on after it, even if it raises;
-    the layer's backward then runs in fp32 too, as autograd follows the forward's dtypes.
+    On the CPU the steps run as they are issued, so their host time is their time; on a GPU the
+    host only queues them, and CUDA events record when the device got through them.
     """
-    saved: list[bool] = []
 
-    def before(module: nn.Module, args: tuple) -> tuple:
-        device_type = next(module.parameters()).device.type
-        saved.append(torch.is_autocast_enabled(device_type))
-        torch.set_autocast_enabled(device_type, False)
-        return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+    def __init__(self, device: torch.device) -> None:
+        self._events = None
+        if device.type == "cuda":
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            self._events[0].record()
 
-    def after(module: nn.Module, args: tuple, output: Any) -> Any:
-        device_type = next(module.parameters()).device.type
-        enabled = saved.pop()
-        torch.set_autocast_enabled(device_type, enabled)
-        if enabled and isinstance(output, torch.Tensor):
-            return output.to(torch.get_autocast_dtype(device_type))
-        return output
+    def stop(self) -> None:
+        if self._events is not None:
+            self._events[1].record()
 
-    handles = [h for m in layers for h in (m.register_forward_pre_hook(before),
-                                            m.register_forward_hook(after, always_call=True))]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32.
-
-    ``auto`` picks bf16 where the hardware computes it natively: a GPU that supports it, or a CPU
-    with AVX-512 BF16 / AMX, where it trains faster than fp32 (README, "Performance";
-    ``bench/bench_train.py``). Where bf16 would be emulated it is slower than fp32, so ``auto``
-    stays in fp32.
-    """
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision != "auto":
-        return None
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 matrix instructions (x86 AVX-512 BF16 or AMX), read from Linux's cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    def seconds(self, host_seconds: float) -> float:
+        """Seconds the steps took; call after a sync that follows :meth:`stop`."""
+        return self._events[0].elapsed_time(self._events[1]) / 1000 if self._events is not None else host_seconds
 
 
 def _seeded_rng_state(seed: int, device: torch.device) -> torch.Tensor:

@@ -25,7 +25,6 @@ from core.nets import (
     copy_weights,
     count_parameters,
     Bottleneck,
-    MaxPool2d,
     FrozenBatchNorm1d,
     FrozenBatchNorm2d,
     classifier,
@@ -37,7 +36,6 @@ from core.nets import (
     has_spatial_features,
     init_kaiming,
     lenet_flat_features,
-    max_pool2d,
     replace_head,
     unfreeze,
     zero_init_residuals,
@@ -328,27 +326,6 @@ def test_tutorial_init_loop_changes_nothing() -> None:
         exact(v, before[k])
     init_kaiming(model)
     assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("shape", [(128, 6, 60, 60), (3, 16, 26, 26), (2, 1, 7, 9)])
-def test_fast_max_pool_equals_pytorchs(shape, dtype) -> None:
-    torch.manual_seed(0)
-    x = torch.randn(shape).to(dtype).requires_grad_()  # distinct values in fp32: one max per window
-    grad = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2).to(dtype)
-    ours, theirs = max_pool2d(x, 2), F.max_pool2d(x, 2)
-    exact(ours, theirs)
-    (g_ours,) = torch.autograd.grad(ours, x, grad)
-    (g_theirs,) = torch.autograd.grad(theirs, x, grad)
-    if dtype == torch.float32:
-        exact(g_ours, g_theirs)
-    else:  # bf16 has ties, where either position is a valid gradient: same total per window
-        exact(F.avg_pool2d(g_ours.float(), 2), F.avg_pool2d(g_theirs.float(), 2))
-    pool = MaxPool2d(2)
-    assert isinstance(pool, nn.MaxPool2d) and repr(pool) == repr(nn.MaxPool2d(2))
-    exact(pool(x), theirs)
-    cl = x.detach().contiguous(memory_format=torch.channels_last)  # falls back to PyTorch's kernel
-    exact(max_pool2d(cl, 2), F.max_pool2d(cl, 2))
 
 
 @pytest.mark.parametrize("style", ["module", "sequential"])

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.checkpoint import CheckpointError
+from core.engine import make_optimizer, outside_autocast
 from core.jobs import DIVERGED, FAILED, FINISHED, READY, STOPPED, TrainingJob
 from core.spec import ModelSpec
 from core.trainer import (
@@ -30,8 +31,6 @@ from core.trainer import (
     _batch_bounds,
     evaluate,
     lr_at,
-    make_optimizer,
-    outside_autocast,
     recipe,
 )
 
@@ -126,8 +125,8 @@ def test_make_optimizer_builds_the_named_optimizer_with_its_settings(name):
 
 def test_bf16_autocast_trains_and_keeps_gray_first_conv_in_fp32(tiny_dataset):
     trainer = Trainer(LENET_SPEC, tiny_dataset, cfg(precision="bf16", epochs=8, lr=0.01))
-    assert trainer.autocast_dtype == torch.bfloat16
-    assert trainer.fp32_layers == [trainer.model.conv1]  # the one conv on a single channel
+    assert trainer.engine.autocast_dtype == torch.bfloat16
+    assert trainer.engine.fp32_layers == [trainer.model.conv1]  # the one conv on a single channel
     dtypes = {}
 
     def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:  # runs before the trainer's hook
@@ -146,7 +145,7 @@ def test_bf16_autocast_trains_and_keeps_gray_first_conv_in_fp32(tiny_dataset):
         assert not m._forward_pre_hooks
     rgb = Trainer(LENET_SPEC.replace(in_channels=3), tiny_dataset, cfg(precision="bf16"))
     fp32 = Trainer(LENET_SPEC, tiny_dataset, cfg(precision="fp32"))
-    assert rgb.fp32_layers == [] and fp32.fp32_layers == [] and fp32.autocast_dtype is None
+    assert rgb.engine.fp32_layers == [] and fp32.engine.fp32_layers == [] and fp32.engine.autocast_dtype is None
 
 
 def test_outside_autocast_restores_autocast_even_when_the_layer_fails():

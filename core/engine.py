@@ -1,0 +1,278 @@
+"""The engine: a model, its optimizer and how they run on one device — one training step at a time.
+
+:class:`Engine` owns what a step needs and nothing about a run: the model, the optimizer, the
+learning rate as a device tensor, and the device's execution policy (precision, memory format,
+faster kernels). :meth:`Engine.step` returns device tensors and never waits for the device, so a
+loop can queue steps back to back and read the figures once per epoch or per refresh of a chart
+(:class:`core.trainer.Trainer` is that loop). Batches can have one static shape: a short last
+batch is padded and its padding masked out of the loss, so every image counts once.
+
+Per-architecture choices live in :data:`POLICIES`, one row per net, not in branches.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one architecture runs best; measured in ``bench/bench_train.py`` (README, "Performance")."""
+
+    channels_last: bool  # activations in channels-last memory format (oneDNN and cuDNN convs prefer it)
+    onednn_pool: bool  # on the CPU, non-overlapping max-pools through oneDNN (ATen's NCHW kernel is slower)
+
+
+POLICIES: dict[str, Policy] = {
+    "mlp": Policy(channels_last=False, onednn_pool=False),
+    "lenet": Policy(channels_last=False, onednn_pool=True),  # channels-last gains LeNet nothing
+    "resnet50": Policy(channels_last=True, onednn_pool=False),
+}
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    accuracy: float
+    predictions: torch.Tensor  # N class indices, on the CPU
+    probabilities: torch.Tensor  # N×classes, on the CPU
+
+
+class Engine:
+    """A model and its optimizer on one device, with one :meth:`step` that never syncs with the host.
+
+    ``precision`` is ``auto`` (bf16 autocast where the hardware computes it natively), ``bf16`` or
+    ``fp32``; weights and optimizer state stay fp32 either way. A convolution on one input channel
+    (gray LeNet's first layer) stays fp32 on the CPU: oneDNN's bf16 kernel for it is slower.
+    """
+
+    def __init__(self, model: nn.Module, optimizer_config: Any, device: torch.device, arch: str,
+                 precision: str = "auto") -> None:
+        self.device, self.policy = device, POLICIES[arch]
+        self.memory_format = torch.channels_last if self.policy.channels_last else torch.contiguous_format
+        self.model = model.to(device).to(memory_format=self.memory_format)
+        self.autocast_dtype = autocast_dtype(precision, device)
+        self.fp32_layers = [
+            m for m in self.model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 1
+        ] if self.autocast_dtype is not None and device.type == "cpu" else []
+        self.onednn_pool = self.policy.onednn_pool and device.type == "cpu" and torch.backends.mkldnn.is_available()
+        # The rate is a tensor the optimizer reads on the device: setting it queues a write, never a sync.
+        # float64 on the CPU, where the fused kernels then compute exactly as with a Python float.
+        self.lr = torch.tensor(optimizer_config.lr, device=device,
+                               dtype=torch.float64 if device.type == "cpu" else torch.float32)
+        self._optimizer_config = optimizer_config
+        self.optimizer = make_optimizer(self.model, optimizer_config, lr=self.lr)
+
+    def rebuild_optimizer(self) -> None:
+        """A fresh optimizer for the parameters that train now (after freezing some)."""
+        self.optimizer = make_optimizer(self.model, self._optimizer_config, lr=self.lr)
+
+    def set_lr(self, lr: float) -> None:
+        self.lr.fill_(lr)
+
+    def optimizer_state(self) -> dict[str, Any]:
+        """The optimizer's state dict with the learning rate as a plain number, as any optimizer saves it."""
+        state = self.optimizer.state_dict()
+        for group in state["param_groups"]:
+            group["lr"] = float(self.lr)
+        return state
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+        for group in self.optimizer.param_groups:  # the loaded number would replace the shared tensor
+            group["lr"] = self.lr
+
+    @contextlib.contextmanager
+    def running(self, autocast: bool = True) -> Iterator[None]:
+        """The device's execution context for forward passes: autocast (for training) and the faster kernels."""
+        with contextlib.ExitStack() as stack:
+            if autocast and self.autocast_dtype is not None:
+                stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
+                stack.enter_context(outside_autocast(self.fp32_layers))
+            if self.onednn_pool:
+                stack.enter_context(OneDnnPooling())
+            yield
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch; returns (mean loss, correct count) as device tensors.
+
+        ``weight`` (N, 1 or 0) masks a padded batch: padding adds nothing to the loss, the
+        gradients or the count, and the mean is over the real images.
+        """
+        with self.running():
+            logits = self.model(x)  # N, classes
+        losses = F.cross_entropy(logits.float(), y, reduction="none")  # N
+        hits = (logits.argmax(1) == y).float()  # N
+        if weight is None:
+            loss, correct = losses.mean(), hits.sum()
+        else:
+            loss, correct = (losses * weight).sum() / weight.sum(), (hits * weight).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach(), correct
+
+    @torch.no_grad()
+    def evaluate_sums(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed loss and correct count over ``x`` in ``eval()`` mode, as device tensors (no sync)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            loss, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+            for i in range(0, len(x), batch_size):
+                with self.running(autocast=False):
+                    logits = self.model(x[i : i + batch_size]).float()
+                loss += F.cross_entropy(logits, y[i : i + batch_size], reduction="sum")
+                correct += (logits.argmax(1) == y[i : i + batch_size]).sum()
+            return loss, correct
+        finally:
+            self.model.train(was_training)
+
+
+def make_optimizer(model: nn.Module, cfg: Any, lr: float | torch.Tensor | None = None) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` (a :class:`~core.trainer.TrainConfig`) names, with its settings; L2 through ``weight_decay``.
+
+    SGD and Adam use PyTorch's fused kernels (one kernel per step for all tensors) where the
+    device has them: on the CPU the step is much shorter than with the default per-tensor loop
+    (figures: README, "Performance"; ``bench/bench_train.py``). RMSprop has no fused kernel and
+    keeps PyTorch's default. Frozen parameters (``requires_grad=False``) are left out, so weight
+    decay never moves them either. ``lr`` (a float or a tensor the caller updates) replaces ``cfg.lr``.
+    """
+    params, wd = [p for p in model.parameters() if p.requires_grad], cfg.weight_decay
+    lr = cfg.lr if lr is None else lr
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=cfg.alpha, weight_decay=wd)
+    if cfg.optimizer == "adam":
+        cls, settings = torch.optim.Adam, dict(lr=lr, betas=cfg.betas, weight_decay=wd)
+    else:
+        momentum = cfg.momentum if cfg.optimizer == "momentum" else 0.0
+        cls, settings = torch.optim.SGD, dict(lr=lr, momentum=momentum, weight_decay=wd)
+    try:
+        return cls(params, fused=True, **settings)
+    except RuntimeError:  # a device without fused kernels
+        return cls(params, **settings)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> EvalResult:
+    """Loss, accuracy, predictions and probabilities in ``eval()`` mode under ``no_grad``, in batches.
+
+    Batches keep memory flat: the tutorial ran out of GPU memory pushing the whole ResNet test set
+    through at once. The results come back to the host in one transfer. The model's previous
+    train/eval mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        rows = []
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size]).float()
+            loss = F.cross_entropy(logits, y[i : i + batch_size], reduction="none")
+            rows.append(torch.cat([torch.softmax(logits, dim=1), loss[:, None]], dim=1))  # N, classes + 1
+        table = torch.cat(rows).cpu()
+        p, losses = table[:, :-1], table[:, -1]
+        pred = p.argmax(dim=1)
+        acc = (pred == y.cpu()).float().mean().item()
+        return EvalResult(losses.double().mean().item(), acc, pred, p)
+    finally:
+        model.train(was_training)
+
+
+class OneDnnPooling(TorchFunctionMode):
+    """Non-overlapping 2-D max-pools on contiguous CPU tensors computed by oneDNN while active.
+
+    The same values and gradients as ``F.max_pool2d`` (a test compares them), but ATen's CPU
+    kernel for NCHW tensors is much slower than oneDNN's, forward + backward, on LeNet's first
+    activation. An execution detail of the CPU engine: the nets themselves call plain
+    ``F.max_pool2d`` / ``nn.MaxPool2d``, so exported and compiled models are plain PyTorch.
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.max_pool2d or func is torch.max_pool2d:
+            size = _onednn_pool_size(*args, **kwargs)
+            if size is not None:
+                return torch.mkldnn_max_pool2d(args[0].to_mkldnn(), size, size).to_dense()
+        return func(*args, **kwargs)
+
+
+def _onednn_pool_size(x: torch.Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                      ceil_mode: bool = False, return_indices: bool = False) -> list[int] | None:
+    """The window of a pool oneDNN computes the same, or None to leave it to PyTorch."""
+    k = [kernel_size] * 2 if isinstance(kernel_size, int) else list(kernel_size)
+    s = k if stride is None or stride == [] or stride == () else ([stride] * 2 if isinstance(stride, int) else list(stride))
+    plain = padding in (0, (0, 0), [0, 0]) and dilation in (1, (1, 1), [1, 1]) and not ceil_mode and not return_indices
+    fits = (isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous()
+            and x.dtype in (torch.float32, torch.bfloat16))
+    return k if plain and fits and s == k else None
+
+
+@contextlib.contextmanager
+def outside_autocast(layers: list[nn.Module]) -> Iterator[None]:
+    """Run ``layers`` in fp32 with autocast off while the block lasts (their other calls are untouched).
+
+    Hooks switch autocast off around each layer's forward and back on after it, even if it raises;
+    the layer's backward then runs in fp32 too, as autograd follows the forward's dtypes.
+    """
+    saved: list[bool] = []
+
+    def before(module: nn.Module, args: tuple) -> tuple:
+        device_type = next(module.parameters()).device.type
+        saved.append(torch.is_autocast_enabled(device_type))
+        torch.set_autocast_enabled(device_type, False)
+        return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+    def after(module: nn.Module, args: tuple, output: Any) -> Any:
+        device_type = next(module.parameters()).device.type
+        enabled = saved.pop()
+        torch.set_autocast_enabled(device_type, enabled)
+        if enabled and isinstance(output, torch.Tensor):
+            return output.to(torch.get_autocast_dtype(device_type))
+        return output
+
+    handles = [h for m in layers for h in (m.register_forward_pre_hook(before),
+                                            m.register_forward_hook(after, always_call=True))]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``, or None for plain fp32.
+
+    ``auto`` picks bf16 where the hardware computes it natively: a GPU that supports it, or a CPU
+    with AVX-512 BF16 / AMX, where it trains faster than fp32 (README, "Performance";
+    ``bench/bench_train.py``). Where bf16 would be emulated it is slower than fp32, so ``auto``
+    stays in fp32.
+    """
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision != "auto":
+        return None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (x86 AVX-512 BF16 or AMX), read from Linux's cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
