@@ -99,6 +99,47 @@ def get_checkpoint(path: str, mtime: float) -> Checkpoint:
     return load_checkpoint(path, name=Path(path).name)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4, ttl=900)
+def _export(ident: str, fmt: str, data_dir: str, _ckpt: Checkpoint):
+    """One export of a checkpoint, made once per content (``ident``) and format and shared: ONNX
+    export of a ResNet-50 takes seconds, which no rerun of a page should pay again."""
+    from core.export import export_bytes
+
+    return export_bytes(_ckpt, fmt, data_dir)
+
+
+def export_downloads(ckpt: Checkpoint, ident: str, key: str, side_by_side: bool = True) -> None:
+    """A button per export format (README, "Export"), side by side or one under the other. Pressed,
+    it exports the checkpoint (checked, and cached per ``ident``, the checkpoint's content: path and
+    mtime, or an upload's digest) and becomes the file's download button. ``key`` prefixes the
+    widget keys."""
+    from core.export import FORMAT_HELP, FORMATS, ExportError
+
+    asked = st.session_state.setdefault(f"{key}_exports", set())  # (ident, format) pairs this session made
+    places = st.columns(len(FORMATS)) if side_by_side else [st.container() for _ in FORMATS]
+    width = "stretch" if side_by_side else "content"  # one under the other: like the buttons above them
+    for place, (fmt, label) in zip(places, FORMATS.items()):
+        slot = place.empty()  # the button, then (in the same run) the download that replaces it
+        if (ident, fmt) not in asked and not slot.button(f"Export {label}", key=f"{key}_export_{fmt}",
+                                                         help=FORMAT_HELP[fmt], icon=":material/ios_share:",
+                                                         width=width):
+            continue
+        try:
+            with slot.container(), st.spinner(f"Exporting {label}…"):
+                result = _export(ident, fmt, data_dir(), ckpt)
+        except ExportError as e:
+            asked.discard((ident, fmt))
+            with slot.container():
+                show_error(f"Not exported: {e}")
+            continue
+        asked.add((ident, fmt))
+        with slot.container():
+            st.download_button(f"Download {label}", result.data, file_name=result.file_name, mime=result.mime,
+                               key=f"{key}_download_{fmt}", on_click="ignore", icon=":material/download:",
+                               width=width)
+            st.caption(result.describe())
+
+
 @st.cache_data(ttl=30, show_spinner=False)
 def _list_datasets(data_dir: str, include_broken: bool) -> list[DatasetPeek]:
     return list_datasets(data_dir, include_broken=include_broken)

@@ -12,8 +12,8 @@ from core.spec import default_spec
 from core.tensors import tensor_to_image
 from core.trainer import EpochEvent, Trainer, recipe
 from streamlit_app import (
-    IMAGE_TYPES, best_hand_dataset, data_dir, dataset_title, datasets_here, get_checkpoint, get_dataset, get_peek,
-    page_setup, plotting, show_error,
+    IMAGE_TYPES, best_hand_dataset, data_dir, dataset_title, datasets_here, export_downloads, get_checkpoint,
+    get_dataset, get_peek, page_setup, plotting, show_error,
 )
 
 page_setup("Predict")
@@ -117,6 +117,7 @@ if source == "Saved runs":
         mtime = path.stat().st_mtime
         ckpt = get_checkpoint(str(path), mtime)
         ckpt_id = f"{name}@{mtime}"  # names this checkpoint's content for the evaluation memo below
+        export_id = f"{path}@{mtime}"
     except (CheckpointError, OSError) as e:
         show_error(f"This checkpoint can't be used: {e}")
         st.stop()
@@ -127,7 +128,7 @@ else:
         st.info("Upload a `.pt` checkpoint saved by TorchLab.", icon=":material/upload:")
         st.stop()
     data = upload.getvalue()
-    ckpt_id = hashlib.sha256(data).hexdigest()
+    ckpt_id = export_id = hashlib.sha256(data).hexdigest()
     try:
         ckpt = uploaded_checkpoint(ckpt_id, upload.name, data)
     except CheckpointError as e:
@@ -141,6 +142,8 @@ with st.container(border=True):
     acc = ckpt.metrics.get("test_acc")
     b.metric("Test accuracy when saved", f"{acc:.1%}" if isinstance(acc, float) else "—")
     c.metric("Classes", len(ckpt.classes), help=", ".join(ckpt.classes))
+with st.expander("Export this net: ONNX, weights only, or the full checkpoint", icon=":material/ios_share:"):
+    export_downloads(ckpt, export_id, "p")
 
 # --- the input ---------------------------------------------------------------------------------
 # A SIGNS-style net reads finger counts; a net fine-tuned on the user's own classes reads those.

@@ -10,7 +10,8 @@ from core.jobs import RUNNING, STOPPING, TrainingJob
 from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, finetune_recipe, recipe
 from streamlit_app import (
     MAX_RUNS, current_dataset_key, current_spec, data_dir, dataset_peeks, dataset_title, datasets_here, device_options,
-    get_checkpoint, get_dataset, get_peek, newest_first, page_setup, plotting, runs, saved_checkpoints, show_error,
+    export_downloads, get_checkpoint, get_dataset, get_peek, newest_first, page_setup, plotting, runs,
+    saved_checkpoints, show_error,
 )
 
 KEEP_MODELS = 4  # runs whose trained model stays in memory (to save or inspect); older keep curves only
@@ -429,6 +430,12 @@ if history:
                 if path.is_file():
                     st.download_button("Download checkpoint", path.read_bytes(), file_name=path.name,
                                        mime="application/octet-stream", icon=":material/download:")
+                    st.markdown("**Export** it for use outside TorchLab:")
+                    try:
+                        mtime = path.stat().st_mtime
+                        export_downloads(get_checkpoint(str(path), mtime), f"{path}@{mtime}", "t", side_by_side=False)
+                    except (CheckpointError, OSError) as e:
+                        show_error(f"Can't export {path.name}: {e}")
             with st.expander("Export the whole pickled module (the tutorial's torch.save(model))"):
                 st.warning(EXPORT_WARNING, icon=":material/warning:")
                 if st.button("Prepare the pickled module"):

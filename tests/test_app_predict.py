@@ -6,10 +6,20 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.checkpoint import save_checkpoint
+import io
+import json
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+import core.export
+from core.checkpoint import load_checkpoint, save_checkpoint
 from core.data import load_dataset
 from core.nets import build_model
 from core.spec import ModelSpec, default_spec
+from core.tensors import images_to_tensor
 from core.trainer import TrainConfig, Trainer
 from tests.bad_input_corpus import checkpoint_cases, image_cases
 from tests.apptest import assert_clean, button, errors, metrics, plotly_keys, hand_photo, mime
@@ -226,3 +236,119 @@ def test_look_inside_an_mlp_is_an_input_gradient_saliency_map(env, apps):
     assert any("no convolution" in c.value for c in at.caption)
     assert not any("Feature maps" in e.label for e in at.expander)
     assert any("its 20 units, each as a 3×64×64 image" in c.value for c in at.caption)
+
+
+# --- export ---------------------------------------------------------------------------------------
+# The export buttons live in streamlit_app.export_downloads, shared with the Train page, whose test
+# uses these helpers too.
+
+FORMATS = {"onnx": "ONNX", "state_dict": "state_dict", "full": "full checkpoint"}
+SUFFIXES = {"onnx": ".onnx", "state_dict": "-weights.pth", "full": "-full.pt"}
+
+
+def quiet_exporter(test):
+    """What core.export silences for its users (the deprecated exporter it chooses), pytest would
+    show again: each test starts from pytest's own warning filters."""
+    for message in ("You are using the legacy TorchScript-based ONNX export", "The feature will be removed"):
+        test = pytest.mark.filterwarnings(f"ignore:{message}:DeprecationWarning")(test)
+    return test
+
+
+def record_downloads(monkeypatch) -> dict[str, tuple[str | None, bytes]]:
+    """From now on, every file the app hands to the browser (download buttons), by media file id:
+    (its file name, its bytes)."""
+    files: dict[str, tuple[str | None, bytes]] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        media = self._files_by_id[file_id]
+        files[file_id] = (media.filename, media.content)
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    return files
+
+
+def downloaded(at: AppTest, label: str, served: dict) -> tuple[str | None, bytes]:
+    """The file name and bytes the download button ``label`` gives the browser."""
+    found = [b for b in at.get("download_button") if b.proto.label == label]
+    assert found, f"no download button {label!r}: {[b.proto.label for b in at.get('download_button')]}"
+    return served[Path(found[0].proto.url).stem]
+
+
+def check_exports(at: AppTest, served: dict, checkpoint: Path, formats=tuple(FORMATS)) -> None:
+    """Press each export button: in the same run it becomes the download of a valid export of
+    ``checkpoint``, and the file's name and size are shown."""
+    ckpt = load_checkpoint(checkpoint)
+    for fmt in formats:
+        assert not [b for b in at.get("download_button") if b.proto.label == f"Download {FORMATS[fmt]}"]
+        button(at, f"Export {FORMATS[fmt]}").click()
+        at.run()
+        assert_clean(at)
+        assert not errors(at), errors(at)
+        assert not [b for b in at.button if b.label == f"Export {FORMATS[fmt]}"]  # replaced by the download
+        name, data = downloaded(at, f"Download {FORMATS[fmt]}", served)
+        assert name == checkpoint.stem + SUFFIXES[fmt]
+        assert any(c.value.startswith(f"{name}: ") for c in at.caption)
+        x = images_to_tensor(torch.tensor(load_dataset("synthetic").x_test[:5]), ckpt.spec.in_channels,
+                             ckpt.spec.input_size)
+        with torch.no_grad():
+            ref = ckpt.model(x)
+        if fmt == "onnx":
+            session = ort.InferenceSession(data)
+            got = session.run(None, {"input": x.numpy()})[0]
+            np.testing.assert_allclose(got, ref.numpy(), rtol=1e-4, atol=1e-4)
+            assert json.loads(session.get_modelmeta().custom_metadata_map["classes"]) == list(ckpt.classes)
+            assert any("checked with onnxruntime on 32 test images of the built-in synthetic set" in c.value
+                       for c in at.caption)
+        elif fmt == "state_dict":
+            net = build_model(ckpt.spec, ckpt.style)
+            net.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
+            with torch.no_grad():
+                assert torch.equal(net.eval()(x), ref)
+        else:
+            full = load_checkpoint(data)
+            assert (full.spec, full.style, full.classes) == (ckpt.spec, ckpt.style, ckpt.classes)
+            assert all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(),
+                                                         ckpt.model.state_dict().values()))
+
+
+@quiet_exporter
+def test_predict_exports_the_chosen_checkpoint(predict, env, trained_dir):
+    at = predict
+    served = record_downloads(env.monkeypatch)
+    assert any(e.label.startswith("Export this net") for e in at.expander)
+    check_exports(at, served, trained_dir / "lenet-synthetic-test.pt")
+    # Each stays a download button on the next runs (exported once: cached).
+    at.run()
+    assert {b.proto.label for b in at.get("download_button")} == {f"Download {label}" for label in FORMATS.values()}
+    assert not [b for b in at.button if b.label.startswith("Export ")]
+
+
+@quiet_exporter
+def test_predict_exports_an_uploaded_checkpoint(predict, env):
+    at = predict
+    served = record_downloads(env.monkeypatch)
+    case = next(c for c in checkpoint_cases(env.tmp) if c.name == "another_class_count")
+    _upload_checkpoint(at, case.filename, case.data)
+    path = env.tmp / case.filename
+    path.write_bytes(case.data)
+    check_exports(at, served, path, formats=("state_dict", "onnx"))
+
+
+@quiet_exporter
+def test_predict_a_refused_export_is_a_message_not_a_download(predict, env):
+    at = predict
+
+    def refuse(ckpt, data, data_dir=None):
+        raise core.export.ExportError("refused: onnxruntime's logits differ from PyTorch's by up to 1.00e-02")
+
+    env.monkeypatch.setattr(core.export, "verify_onnx", refuse)
+    button(at, "Export ONNX").click()
+    at.run()
+    assert_clean(at)
+    assert errors(at) == ["Not exported: refused: onnxruntime's logits differ from PyTorch's by up to 1.00e-02"]
+    assert not at.get("download_button")
+    at.run()  # the message was for that click; the button is offered again
+    assert not errors(at) and button(at, "Export ONNX")

@@ -9,6 +9,7 @@ from core.data import load_dataset
 from core.spec import ModelSpec, default_spec
 from core.trainer import TrainConfig, Trainer
 from tests.apptest import assert_clean, button, disabled, errors, hand_photo, plotly_keys, table, wait_for_job
+from tests.test_app_predict import check_exports, quiet_exporter, record_downloads
 
 MLP = default_spec("mlp")
 
@@ -59,6 +60,20 @@ def test_train_start_finish_save(env, apps):
     at.run()  # the Runs table is drawn above the Save button: it shows the name from the next run on
     assert table(at, "run").iloc[0]["saved as"] == "my-mlp.pt"
     assert any(b.label == "Download checkpoint" for b in at.get("download_button"))
+
+
+@quiet_exporter
+def test_train_exports_the_saved_checkpoint(env, apps):
+    at = _train_page(apps, MLP, t_epochs=1, t_batch=128, t_augment=False)
+    button(at, "Start").click()
+    at.run()
+    wait_for_job(at)
+    assert not [b for b in at.button if b.label == "Export ONNX"]  # nothing to export before it is saved
+    button(at, "Save checkpoint").click()
+    at.run()
+    assert_clean(at)
+    [path] = env.ckpt.glob("*.pt")
+    check_exports(at, record_downloads(env.monkeypatch), path)
 
 
 def test_train_stop_and_resume(env, apps):
