@@ -61,6 +61,7 @@ class Engine:
         self.device, self.policy = device, POLICIES[arch]
         self.memory_format = torch.channels_last if self.policy.channels_last else torch.contiguous_format
         self.model = model.to(device).to(memory_format=self.memory_format)
+        self.net = self.model  # what a training step calls: the model, or its DDP wrapper (see distribute)
         self.autocast_dtype = autocast_dtype(precision, device)
         self.fp32_layers = [
             m for m in self.model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 1
@@ -76,6 +77,17 @@ class Engine:
     def rebuild_optimizer(self) -> None:
         """A fresh optimizer for the parameters that train now (after freezing some)."""
         self.optimizer = make_optimizer(self.model, self._optimizer_config, lr=self.lr)
+
+    def distribute(self) -> None:
+        """Train as one of several processes (the process group is up): ``DistributedDataParallel``
+        averages the gradients over the processes inside ``backward``. On CUDA the batch norms
+        become ``SyncBatchNorm`` (statistics over the global batch); PyTorch's needs an accelerator,
+        so CPU processes keep per-process batch norm. :attr:`model` stays the plain net."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        if self.device.type == "cuda":
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # the same parameters, re-housed
+        self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def set_lr(self, lr: float) -> None:
         self.lr.fill_(lr)
@@ -103,20 +115,24 @@ class Engine:
                 stack.enter_context(OneDnnPooling())
             yield
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
+             denominator: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch; returns (mean loss, correct count) as device tensors.
 
         ``weight`` (N, 1 or 0) masks a padded batch: padding adds nothing to the loss, the
-        gradients or the count, and the mean is over the real images.
+        gradients or the count, and the mean is over the real images — or over ``denominator``
+        of them: a process of a distributed run divides by the global batch's images per process,
+        so that DDP's average over processes is the global batch's mean.
         """
         with self.running():
-            logits = self.model(x)  # N, classes
+            logits = self.net(x)  # N, classes
         losses = F.cross_entropy(logits.float(), y, reduction="none")  # N
         hits = (logits.argmax(1) == y).float()  # N
         if weight is None:
             loss, correct = losses.mean(), hits.sum()
         else:
-            loss, correct = (losses * weight).sum() / weight.sum(), (hits * weight).sum()
+            total = weight.sum() if denominator is None else denominator
+            loss, correct = (losses * weight).sum() / total, (hits * weight).sum()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -23,12 +23,19 @@ finished run can be extended with a larger ``--epochs`` (the extra epochs run th
 The JSON line then also says ``init_from`` (the checkpoint's file name), ``freeze``, ``new_head``
 and ``resumed_from``. Bad flags, files or data give one ``error: …`` line on stderr and exit
 status 2 before any training.
+
+Under ``torchrun --nproc-per-node N [--nnodes M --rdzv-endpoint HOST:PORT] -m core.train …`` every
+process trains its share of each global batch (``--batch-size`` per process; DDP averages the
+gradients: gloo on the CPU, NCCL on CUDA with one GPU per process). Process 0 alone prints and
+writes the checkpoint; the JSON line adds ``world_size`` and ``global_batch``. A process that fails
+ends the run on every process with an ``error:`` line and no checkpoint.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import signal
 import sys
 import time
 from datetime import datetime
@@ -38,7 +45,8 @@ from typing import Any
 from core.checkpoint import Checkpoint, CheckpointError, checkpoint_dir, load_checkpoint
 from core.augment import AUGMENTATIONS
 from core.data import DatasetError, load_dataset
-from core.device import DEVICES, DeviceError, describe_device
+from core.device import DEVICES, DeviceError, describe_device, pick_device
+from core.distributed import Dist, DistributedError, finish, from_env, start
 from core.nets import FREEZE
 from core.spec import ARCHS, STYLES, SpecError, default_spec
 from core.trainer import (
@@ -127,7 +135,7 @@ def _check_against_checkpoint(args: argparse.Namespace, ckpt: Checkpoint, why: s
             )
 
 
-def _new_trainer(args: argparse.Namespace) -> tuple[Trainer, str]:
+def _new_trainer(args: argparse.Namespace, dist: Dist | None = None) -> tuple[Trainer, str]:
     """A new run, from scratch or fine-tuning ``--init-from``; and the --dataset it trains on."""
     if args.dataset is None:
         raise UsageError("--dataset is required: a built-in set (signs, cats, synthetic), a saved set or a folder path")
@@ -151,7 +159,7 @@ def _new_trainer(args: argparse.Namespace) -> tuple[Trainer, str]:
         spec_changes = {"dropout": args.dropout, "batchnorm": args.batchnorm, "in_channels": args.channels}
         spec = spec.replace(**{k: v for k, v in spec_changes.items() if v is not None})
     style = args.style or (ckpt.style if ckpt is not None else "module")
-    trainer = Trainer(spec, dataset, config, style, init_from=ckpt, freeze=args.freeze or "none")
+    trainer = Trainer(spec, dataset, config, style, init_from=ckpt, freeze=args.freeze or "none", dist=dist)
     return trainer, args.dataset
 
 
@@ -189,20 +197,42 @@ def default_out(trainer: Trainer) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    dist = None
     try:
+        dist = from_env()
+        _quiet(dist)
         if args.init_from and args.resume:
             raise UsageError("--init-from and --resume exclude each other: --resume continues a saved run, "
                              "--init-from starts a new run from a saved net")
         if args.freeze is not None and not args.init_from:
             raise UsageError("--freeze needs --init-from CHECKPOINT: only a saved net's features are worth freezing"
                              + (" (a resumed run keeps its own setting)" if args.resume else ""))
-        trainer, dataset_arg = _resumed_trainer(args) if args.resume else _new_trainer(args)
-    except (UsageError, DatasetError, SpecError, ConfigError, DeviceError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if dist and args.resume:
+            raise UsageError("--resume continues a one-process run exactly; under torchrun start a new run from the "
+                             "checkpoint with --init-from instead")
+        if dist:
+            start(dist, dist.device(pick_device(args.device or "auto")))
+            signal.signal(signal.SIGTERM, _stopped_by_torchrun)
+        trainer, dataset_arg = _resumed_trainer(args) if args.resume else _new_trainer(args, dist)
+    except (UsageError, DatasetError, SpecError, ConfigError, DeviceError, CheckpointError, DistributedError) as e:
+        _error(e, dist)
+        finish()
         return 2
+    try:
+        return _train(args, trainer, dataset_arg)
+    except DistributedError as e:
+        _error(f"{e}; nothing was saved", dist)
+        return 1
+    finally:
+        finish()
 
+
+def _train(args: argparse.Namespace, trainer: Trainer, dataset_arg: str) -> int:
     config, dataset = trainer.config, trainer.dataset
     log(f"{dataset.describe()}")
+    if trainer.world > 1:
+        log(f"{trainer.world} processes (torchrun), {trainer.batch_size} images each per step: global batch "
+            f"{trainer.batch_size * trainer.world}; {'SyncBatchNorm' if trainer.device.type == 'cuda' else 'batch norm per process'}")
     if trainer.resumed_from:
         log(f"resuming {trainer.resumed_from} at epoch {trainer.epoch}/{config.epochs} (step {trainer.step} of "
             f"{trainer.total_steps})" + (", extended: the extra epochs run the schedule again" if trainer.schedule_start else ""))
@@ -225,10 +255,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"test {event.test_acc:6.1%}  {event.seconds:5.1f}s  {event.images_per_second:6.0f} img/s"
                 )
     except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        print(json.dumps({"dataset": dataset_arg, "model": trainer.spec.arch, "error": str(e)}))
+        _error(e, trainer.dist)
+        if not trainer.rank:
+            print(json.dumps({"dataset": dataset_arg, "model": trainer.spec.arch, "error": str(e)}))
         return 1
     seconds = time.perf_counter() - t0
+    if trainer.rank:  # process 0 alone writes: every process holds the same weights
+        return 0
 
     out = Path(args.out) if args.out else default_out(trainer)
     try:
@@ -254,8 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         "test_acc": m["test_acc"],
         "seconds": seconds,
         "seconds_per_epoch": seconds / epochs_run,
-        "images_per_second": m["images_per_second"],
+        "images_per_second": m["images_per_second"],  # over all processes
         "device": str(trainer.device),
+        "world_size": trainer.world,
+        "global_batch": trainer.batch_size * trainer.world,
         "config": config.to_dict(),
         "init_from": trainer.init_from["file"] if trainer.init_from else None,
         "freeze": trainer.freeze,
@@ -267,8 +302,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+_QUIET = False  # processes other than 0 of a distributed run print errors only
+
+
+def _quiet(dist: Dist | None) -> None:
+    global _QUIET
+    _QUIET = dist is not None and not dist.is_main
+
+
+def _error(e: BaseException | str, dist: Dist | None) -> None:
+    where = f" ({dist.describe()})" if dist else ""
+    print(f"error{where}: {e}", file=sys.stderr, flush=True)
+
+
+def _stopped_by_torchrun(signum: int, frame: object) -> None:
+    raise DistributedError("stopped by torchrun because another process of this run failed")
+
+
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if not _QUIET:
+        print(message, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

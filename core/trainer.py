@@ -13,6 +13,7 @@ dataset)`` continues a run saved at the end of an epoch from the file, bit-exact
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -30,6 +31,7 @@ from core.augment import AUGMENTATIONS, augment_batch, augment_for
 from core.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from core.data import Dataset
 from core.device import pick_device
+from core.distributed import Dist, all_reduce_sum, average_, peer_failures
 from core.engine import Engine, EvalResult, evaluate
 from core.nets import FREEZE, build_model, copy_weights, count_parameters, feature_head_split, freeze_features, replace_head
 from core.spec import ARCHS, ModelSpec, Style, _is_whole
@@ -167,7 +169,7 @@ class TrainConfig:
             opt += f" {self.momentum:g}"
         parts = [opt, f"lr {self.lr:g} ({self.schedule})", f"L2 {self.weight_decay:g}"]
         parts.append("full batch" if self.batch_size == 0 else f"batch {self.batch_size}")
-        parts.append(f"{self.epochs} epochs")
+        parts.append(_epochs(self.epochs))
         if self.augment:
             parts.append("augmented" if self.augmentation == "standard" else f"augmented ({self.augmentation})")
         return ", ".join(parts)
@@ -271,6 +273,12 @@ class Trainer:
     device. ``pad_batches`` gives every batch one shape: a short last batch is filled up with
     images from the start of the epoch's order, masked out of the loss and the accuracy (they do
     take part in a training-mode batch norm's statistics).
+
+    With ``dist`` (one process of a ``torchrun`` launch, its process group started) every process
+    draws the same seeded order, cuts it into global batches of ``batch_size`` × processes and
+    trains its own slice of each, padded to one shape; DDP averages the gradients, so the run
+    follows the one-process run with the global batch. Figures are summed over the processes
+    when read (once per epoch); the test split is shared out too.
     """
 
     report_seconds = 0.5  # mid-epoch read-backs of the step losses, for live charts
@@ -284,6 +292,7 @@ class Trainer:
         init_from: Checkpoint | None = None,
         freeze: str = "none",
         pad_batches: bool = False,
+        dist: Dist | None = None,
     ) -> None:
         config.validate(len(dataset.x_train))
         if freeze not in FREEZE:
@@ -306,13 +315,15 @@ class Trainer:
                 f"the net has {spec.num_classes} output classes but {dataset.title} has {dataset.num_classes}"
             )
         self.spec, self.dataset, self.config, self.style = spec, dataset, config, style
-        self.device = pick_device(config.device)
+        self.dist = dist
+        self.world, self.rank = (dist.world_size, dist.rank) if dist else (1, 0)
+        self.device = dist.device(pick_device(config.device)) if dist else pick_device(config.device)
         self.engine = Engine(self._first_model(init_from), config, self.device, spec.arch, config.precision)
         self.x_train, self.y_train = self._to_device(dataset.x_train, dataset.y_train)
         self.x_test, self.y_test = self._to_device(dataset.x_test, dataset.y_test)
-        self.pad_batches = pad_batches
-        self.batches = _batch_bounds(len(self.x_train), config.batch_size, pad=pad_batches)
-        self.batch_size = self.batches[0][1] - self.batches[0][0]
+        self.pad_batches = pad_batches or self.world > 1  # a process must never get an empty batch
+        self.batches = _batch_bounds(len(self.x_train), config.batch_size * self.world, pad=self.pad_batches)
+        self.batch_size = -(-(self.batches[0][1] - self.batches[0][0]) // self.world)  # per process
         if min(hi - lo for lo, hi in self.batches) < 2 and any(type(m) in (nn.BatchNorm1d, nn.BatchNorm2d) for m in self.model.modules()):
             # A training-mode batch norm normalises over the batch: one image has no spread (and
             # BatchNorm1d raises mid-run). Frozen batch norms are in eval mode and need no batch.
@@ -325,10 +336,11 @@ class Trainer:
         # was extended (see resume), when the extra epochs run the schedule again.
         self.schedule_start = 0
 
+        # One order for all processes; each process its own augmentation and dropout draws.
         self.shuffle_gen = torch.Generator().manual_seed(config.seed)
-        self.augment_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.augment_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1 + 1000 * self.rank)
         self.augment_config = augment_for(spec.arch, config.augmentation)
-        self.dropout_rng = _seeded_rng_state(config.seed + 2, self.device)
+        self.dropout_rng = _seeded_rng_state(config.seed + 2 + 1000 * self.rank, self.device)
         self.history = History()
         self.lock = threading.Lock()  # guards history for readers in other threads
         self.step = 0
@@ -341,6 +353,9 @@ class Trainer:
         self._in_run = False  # inside run(): the dropout stream is the global RNG's state
         self._fingerprint: str | None = None
         self.diverged: str | None = None
+        if self.world > 1:
+            self.engine.distribute()
+            self.report_seconds = math.inf  # reads are collective: every process must read at the same step
 
     def _fit_checkpoint(self, ckpt: Checkpoint, spec: ModelSpec | None, dataset: Dataset) -> tuple[ModelSpec, Dataset]:
         """The spec and data set of a run fine-tuning ``ckpt``; decides whether the head stays."""
@@ -422,6 +437,11 @@ class Trainer:
             config = TrainConfig.from_dict(ckpt.training)
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{name}: damaged training state ({e})") from None
+        if int(state.get("world_size", 1)) != 1:
+            raise CheckpointError(
+                f"{name}: saved by a run of {state['world_size']} processes (torchrun), whose random streams were "
+                "spread over them — fine-tune from it instead (--init-from)"
+            )
         if not boundary or ckpt.optimizer_state is None:
             raise CheckpointError(
                 f"{name}: saved in the middle of epoch {done + 1} (after step {step}); only a checkpoint saved at the end "
@@ -542,11 +562,11 @@ class Trainer:
                     return
                 if self._order is None:
                     self._start_epoch()
-                with COMPUTE_TURNS:
+                with COMPUTE_TURNS, self._peers():
                     event = self._train_step()
                 yield event
                 if self._batch == len(self.batches):
-                    with COMPUTE_TURNS:
+                    with COMPUTE_TURNS, self._peers():
                         event = self._end_epoch()
                     yield event
                 elif time.monotonic() >= self._next_report:
@@ -555,7 +575,7 @@ class Trainer:
             self.dropout_rng = _get_rng_state(self.device)
             self._in_run = False
             _set_rng_state(saved_rng, self.device)
-            if not self.diverged:
+            if not self.diverged and self.world == 1:  # (a read is collective: not while a peer may be gone)
                 try:  # a stopped or abandoned run keeps its curve up to the last step taken
                     self._read_losses()
                 except TrainingDiverged:
@@ -570,20 +590,22 @@ class Trainer:
 
     def _train_step(self) -> StepEvent:
         t0 = time.perf_counter()
-        lo, hi = self.batches[self._batch]
-        idx, weight = self._order[lo:hi], None
-        if self.pad_batches and hi - lo < self.batch_size:
-            idx = torch.cat([idx, self._order[: self.batch_size - (hi - lo)]])
-            weight = (torch.arange(self.batch_size, device=self.device) < hi - lo).float()
+        lo, hi = self.batches[self._batch]  # the global batch
+        a = min(hi, lo + self.rank * self.batch_size)  # this process's slice of it
+        b = min(hi, a + self.batch_size)
+        idx, weight = self._order[a:b], None
+        if self.pad_batches and b - a < self.batch_size:
+            idx = torch.cat([idx, self._order[: self.batch_size - (b - a)]])
+            weight = (torch.arange(self.batch_size, device=self.device) < b - a).float()
         xb, yb = self.x_train[idx], self.y_train[idx]
         if self.config.augment:
             xb = augment_batch(xb, self.augment_gen, self.augment_config)
         xb = xb.contiguous(memory_format=self.engine.memory_format)  # a no-op unless indexing or warping changed it
         self._lr = lr_at(self.config, self.step - self.schedule_start, self.total_steps - self.schedule_start)
         self.engine.set_lr(self._lr)
-        loss, correct = self.engine.step(xb, yb, weight)
-        self._pending.append(loss)
-        self._loss_sum += loss * (hi - lo)
+        loss, correct = self.engine.step(xb, yb, weight, (hi - lo) / self.world if self.world > 1 else None)
+        self._pending.append(loss)  # summed over the processes and divided by their number: the batch's mean
+        self._loss_sum += loss * ((hi - lo) / self.world)
         self._correct += correct
         self._seen += hi - lo
         self._train_seconds += time.perf_counter() - t0
@@ -595,9 +617,17 @@ class Trainer:
     def _read_losses(self) -> None:
         """Read the pending step losses back into the history (one sync)."""
         if self._pending:
-            losses, self._pending = torch.stack(self._pending).tolist(), []
-            self._record_losses(losses)
+            losses, self._pending = self._gather(torch.stack(self._pending)).tolist(), []
+            self._record_losses([v / self.world for v in losses])
         self._next_report = time.monotonic() + self.report_seconds
+
+    def _peers(self) -> contextlib.AbstractContextManager:
+        """A lost peer of a distributed run becomes a DistributedError that says so."""
+        return peer_failures() if self.world > 1 else contextlib.nullcontext()
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over the processes of a distributed run (as it is, alone)."""
+        return all_reduce_sum(t) if self.world > 1 else t
 
     def _record_losses(self, losses: list[float]) -> None:
         with self.lock:
@@ -617,12 +647,17 @@ class Trainer:
     def _end_epoch(self) -> EpochEvent:
         self._clock.stop()
         t0 = time.perf_counter()
-        test_loss, test_correct = self.engine.evaluate_sums(self.x_test, self.y_test)
+        if self.world > 1 and self.device.type != "cuda":
+            # Per-process batch norms kept statistics of their own shares: every process tests (and
+            # process 0 saves) the same net, with the mean of them. (SyncBatchNorm's agree already.)
+            average_([b for b in self.model.buffers() if b.is_floating_point()])
+        test_loss, test_correct = self.engine.evaluate_sums(self.x_test[self.rank :: self.world],
+                                                            self.y_test[self.rank :: self.world])
         # The epoch's one read-back: its step losses, training sums and test sums together.
-        *losses, loss_sum, correct, test_loss_sum, test_hits = torch.stack(
-            [*self._pending, self._loss_sum, self._correct, test_loss, test_correct]).tolist()
+        *losses, loss_sum, correct, test_loss_sum, test_hits = self._gather(torch.stack(
+            [*self._pending, self._loss_sum, self._correct, test_loss, test_correct])).tolist()
         self._pending = []
-        self._record_losses(losses)
+        self._record_losses([v / self.world for v in losses])
         self._next_report = time.monotonic() + self.report_seconds
         train_seconds = self._clock.seconds(self._train_seconds)
         seconds = self._train_seconds + time.perf_counter() - t0
@@ -670,6 +705,7 @@ class Trainer:
             "seconds": sum(e.seconds for e in epochs),
             "images_per_second": sum(e.images_per_second for e in epochs) / len(epochs),
             "device": str(self.device),
+            "world_size": self.world,
         }
 
     @property
@@ -686,7 +722,8 @@ class Trainer:
         between two events of a live run reads it from there.
         """
         state: dict[str, Any] = {"epoch_boundary": self.at_epoch_boundary, "step": self.step, "epoch": self.epoch,
-                                 "schedule_start": self.schedule_start, "device": self.device.type}
+                                 "schedule_start": self.schedule_start, "device": self.device.type,
+                                 "world_size": self.world}
         if self.at_epoch_boundary:
             dropout = _get_rng_state(self.device) if self._in_run else self.dropout_rng
             state.update(

@@ -328,7 +328,8 @@ def stopped_at(dataset, tmp_path, steps: int, name: str = "run.pt", config: Trai
 
 def test_a_checkpoint_saved_mid_epoch_is_refused(tiny_dataset, tmp_path):
     ckpt = stopped_at(tiny_dataset, tmp_path, 7, "mid.pt")
-    assert ckpt.resume == {"epoch_boundary": False, "step": 7, "epoch": 1, "schedule_start": 0, "device": "cpu"}
+    assert ckpt.resume == {"epoch_boundary": False, "step": 7, "epoch": 1, "schedule_start": 0, "device": "cpu",
+                           "world_size": 1}
     with pytest.raises(CheckpointError) as info:
         Trainer.resume(ckpt, tiny_dataset)
     message = str(info.value)
