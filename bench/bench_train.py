@@ -37,6 +37,7 @@ from core.device import describe_device, pick_device  # noqa: E402
 from core.codegen import generate_code  # noqa: E402
 from core.nets import build_model, copy_weights  # noqa: E402
 from core.spec import default_spec  # noqa: E402
+from core.summary import summarize  # noqa: E402
 from core.tensors import images_to_tensor  # noqa: E402
 from core.trainer import TrainConfig, Trainer, evaluate  # noqa: E402
 
@@ -179,6 +180,26 @@ def compare(name: str, arch: str, dataset, rounds: int, max_steps: int | None, c
             "steps_timed": {"tutorial": len(theirs), "core": len(ours)}}
 
 
+def matmul_tflops(device, n: int = 8192, repeats: int = 20) -> float:
+    """What a bf16 matrix multiply reaches on ``device``: the ceiling the nets' TFLOP/s are read against."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n**3 * repeats / (time.perf_counter() - t0) / 1e12
+
+
+def achieved_tflops(arch: str, dataset, img_s: float) -> float:
+    """Training FLOP/s at ``img_s``: forward multiply-adds × 2 FLOPs × 3 (forward, and backward's two)."""
+    macs = summarize(build_model(default_spec(arch, dataset.num_classes), seed=0), default_spec(arch, dataset.num_classes)).mult_adds
+    return 6 * macs * img_s / 1e12
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir")
@@ -200,12 +221,25 @@ def main() -> None:
         compare_epochs("LeNet-5", "lenet", dataset, args.epoch_rounds, config),
         compare_epochs("ResNet-50", "resnet50", dataset, args.epoch_rounds, config),
     ] if args.epoch_rounds else []
+    captured = []
+    if pick_device(args.device).type == "cuda":  # the same loops with each step captured in a CUDA graph
+        graph = config.replace(cuda_graph=True)
+        captured = [
+            compare("LeNet-5 graph", "lenet", dataset, args.rounds, None, graph),
+            compare("ResNet-50 graph", "resnet50", dataset, args.rounds, args.resnet_steps, graph),
+        ]
+        ceiling = matmul_tflops(pick_device(args.device))
+        for row, arch in zip(rows + captured, ["lenet", "resnet50"] * 2):
+            row["tflops"] = achieved_tflops(arch, dataset, row["core_img_s"])
+            row["matmul_tflops"] = ceiling
+        rows += captured
     outcome = same_outcome(dataset, config, args.outcome_epochs, range(3)) if args.outcome_epochs else None
     machine = f"{platform.machine()}, {describe_device(pick_device(args.device))}, torch {torch.__version__}"
     print(f"\nTraining throughput, same settings (Adam 1e-4, L2 0.01, batch 128) — {machine}")
-    print(f"{'net':<10} {'tutorial img/s':>15} {'core img/s':>12} {'ratio':>7}")
+    print(f"{'net':<16} {'tutorial img/s':>15} {'core img/s':>12} {'ratio':>7}")
     for r in rows:
-        print(f"{r['net']:<10} {r['tutorial_img_s']:>15.1f} {r['core_img_s']:>12.1f} {r['ratio']:>6.2f}×")
+        flops = f"   {r['tflops']:.1f} of {r['matmul_tflops']:.0f} TFLOP/s (bf16 matmul)" if "tflops" in r else ""
+        print(f"{r['net']:<16} {r['tutorial_img_s']:>15.1f} {r['core_img_s']:>12.1f} {r['ratio']:>6.2f}×{flops}")
     if epochs:
         print(f"\nWhole epochs, the user's way (training + the test-set evaluation), median of {args.epoch_rounds}")
         print(f"{'net':<10} {'tutorial s':>11} {'core s':>8} {'speed-up':>9}")

@@ -15,3 +15,10 @@ mkdir -p "$out"
 "$PY" bench/bench_train.py --device cuda --rounds 5 --resnet-steps 10 --json "$out/train.json" 2>&1 | tee "$out/train.txt"
 "$PY" bench/bench_recipes.py --json "$out/recipes.json" 2>&1 | tee "$out/recipes.txt"
 "$PY" bench/bench_predict.py --json "$out/predict.json" 2>&1 | tee "$out/predict.txt"
+# torchrun / DDP over the GPUs of this box (NCCL, one GPU per process), when it has more than one.
+ngpu=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+if [ "$ngpu" -gt 1 ]; then
+  "$PY" bench/bench_distributed.py --procs "$ngpu" --model resnet50 --epochs 3 --json "$out/distributed.json" 2>&1 | tee "$out/distributed.txt"
+else
+  echo "one GPU: torchrun across GPUs not measured" | tee "$out/distributed.txt"
+fi

@@ -8,11 +8,17 @@ loop can queue steps back to back and read the figures once per epoch or per ref
 batch is padded and its padding masked out of the loss, so every image counts once.
 
 Per-architecture choices live in :data:`POLICIES`, one row per net, not in branches.
+
+On CUDA, ``capture=True`` records the whole step — forward, backward and the optimizer's update —
+in a CUDA graph the first time it runs and replays it for every later batch: one launch instead of
+hundreds, for batches of one static shape. Where capture is impossible the engine stays eager and
+:attr:`Engine.capture_note` says why in one line.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -57,7 +63,7 @@ class Engine:
     """
 
     def __init__(self, model: nn.Module, optimizer_config: Any, device: torch.device, arch: str,
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", capture: bool = False) -> None:
         self.device, self.policy = device, POLICIES[arch]
         self.memory_format = torch.channels_last if self.policy.channels_last else torch.contiguous_format
         self.model = model.to(device).to(memory_format=self.memory_format)
@@ -72,11 +78,15 @@ class Engine:
         self.lr = torch.tensor(optimizer_config.lr, device=device,
                                dtype=torch.float64 if device.type == "cpu" else torch.float32)
         self._optimizer_config = optimizer_config
-        self.optimizer = make_optimizer(self.model, optimizer_config, lr=self.lr)
+        self.capture_note = capture_obstacle(device) if capture else "eager (capture not asked for)"
+        self.capture = capture and not self.capture_note
+        self.capture_seconds = 0.0  # recording the graph (warm-up included), apart from training
+        self._graph: _GraphStep | None = None
+        self.optimizer = make_optimizer(self.model, optimizer_config, lr=self.lr, capturable=self.capture)
 
     def rebuild_optimizer(self) -> None:
         """A fresh optimizer for the parameters that train now (after freezing some)."""
-        self.optimizer = make_optimizer(self.model, self._optimizer_config, lr=self.lr)
+        self.optimizer = make_optimizer(self.model, self._optimizer_config, lr=self.lr, capturable=self.capture)
 
     def distribute(self) -> None:
         """Train as one of several processes (the process group is up): ``DistributedDataParallel``
@@ -85,6 +95,8 @@ class Engine:
         so CPU processes keep per-process batch norm. :attr:`model` stays the plain net."""
         from torch.nn.parallel import DistributedDataParallel
 
+        if self.capture:
+            self.capture, self.capture_note = False, "eager: DDP's gradient all-reduce is not captured here"
         if self.device.type == "cuda":
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # the same parameters, re-housed
         self.net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -109,7 +121,8 @@ class Engine:
         """The device's execution context for forward passes: autocast (for training) and the faster kernels."""
         with contextlib.ExitStack() as stack:
             if autocast and self.autocast_dtype is not None:
-                stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype))
+                # No cast cache: each weight is cast once per step anyway, and a graph must not keep one.
+                stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=False))
                 stack.enter_context(outside_autocast(self.fp32_layers))
             if self.onednn_pool:
                 stack.enter_context(OneDnnPooling())
@@ -123,7 +136,29 @@ class Engine:
         gradients or the count, and the mean is over the real images — or over ``denominator``
         of them: a process of a distributed run divides by the global batch's images per process,
         so that DDP's average over processes is the global batch's mean.
+
+        With capture on, the first call records the step as a CUDA graph and every call with
+        batches of the same shape replays it (``weight`` and ``denominator`` become inputs of the
+        graph); a batch of another shape runs eagerly.
         """
+        if self.capture and weight is not None:
+            if self._graph is None:
+                self._capture(x, y, weight, denominator)
+            if self._graph is not None and self._graph.fits(x):
+                return self._graph.replay(x, y, weight, denominator)
+        return self._eager_step(x, y, weight, denominator)
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, denominator: float | None) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._graph = _GraphStep(self, x, y, weight, denominator)
+            self.capture_note = f"captured: one CUDA graph per step, batches of {len(x)}"
+        except RuntimeError as e:  # an op or optimizer that cannot be captured: eager, and say why
+            self.capture, self.capture_note = False, f"eager: capture failed ({_first_line(e)})"
+        self.capture_seconds = time.perf_counter() - t0
+
+    def _eager_step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None,
+                    denominator: float | torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         with self.running():
             logits = self.net(x)  # N, classes
         losses = F.cross_entropy(logits.float(), y, reduction="none")  # N
@@ -155,21 +190,103 @@ class Engine:
             self.model.train(was_training)
 
 
-def make_optimizer(model: nn.Module, cfg: Any, lr: float | torch.Tensor | None = None) -> torch.optim.Optimizer:
+class _GraphStep:
+    """:meth:`Engine._eager_step` recorded once as a CUDA graph, replayed on static input buffers.
+
+    Capture needs a few eager steps first (on a side stream, so kernels and the allocator settle);
+    they would train, so the weights, batch-norm statistics, optimizer state and random state they
+    touch are put back before recording. Recording runs nothing: the first replay is the first step.
+    """
+
+    def __init__(self, engine: Engine, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
+                 denominator: float | None) -> None:
+        self.engine = engine
+        self.x, self.y, self.weight = x.clone(), y.clone(), weight.clone()
+        self.denominator = torch.tensor(float(denominator) if denominator is not None else 0.0, device=x.device)
+        self.by_weight = denominator is None  # divide by the batch's real images, or by the given count
+        saved = _snapshot(engine)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._step()
+        torch.cuda.current_stream().wait_stream(side)
+        _restore(engine, saved)
+        self.graph = torch.cuda.CUDAGraph()
+        engine.optimizer.zero_grad(set_to_none=True)  # backward then allocates the grads from the graph's pool
+        with torch.cuda.graph(self.graph):
+            self.loss, self.correct = self._step()
+        torch.cuda.synchronize()
+
+    def _step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.engine._eager_step(self.x, self.y, self.weight, None if self.by_weight else self.denominator)
+
+    def fits(self, x: torch.Tensor) -> bool:
+        return x.shape == self.x.shape and x.dtype == self.x.dtype
+
+    def replay(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
+               denominator: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.weight.copy_(weight)
+        if denominator is not None:
+            self.denominator.fill_(denominator)
+        self.graph.replay()
+        return self.loss.clone(), self.correct.clone()  # the graph overwrites its outputs next time
+
+
+def _snapshot(engine: Engine) -> dict[str, Any]:
+    state = engine.optimizer.state
+    return {
+        "model": [t.detach().clone() for t in (*engine.model.parameters(), *engine.model.buffers())],
+        "optimizer": {id(t): t.clone() for s in state.values() for t in s.values() if isinstance(t, torch.Tensor)},
+        "rng": torch.cuda.get_rng_state(engine.device),
+    }
+
+
+@torch.no_grad()
+def _restore(engine: Engine, saved: dict[str, Any]) -> None:
+    for t, value in zip((*engine.model.parameters(), *engine.model.buffers()), saved["model"]):
+        t.copy_(value)
+    for s in engine.optimizer.state.values():
+        for t in s.values():
+            if isinstance(t, torch.Tensor):
+                # State the warm-up created did not exist: zero is what a first step starts from
+                # (Adam's moments and step, RMSprop's averages, SGD's momentum buffer).
+                t.copy_(saved["optimizer"][id(t)]) if id(t) in saved["optimizer"] else t.zero_()
+    torch.cuda.set_rng_state(saved["rng"], engine.device)
+
+
+def capture_obstacle(device: torch.device) -> str:
+    """Why a training step cannot be captured in a CUDA graph on ``device``, or "" if it can."""
+    if device.type != "cuda":
+        return f"eager: CUDA graphs need a CUDA device, not {device.type}"
+    return ""
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:160] if lines else type(e).__name__
+
+
+def make_optimizer(model: nn.Module, cfg: Any, lr: float | torch.Tensor | None = None,
+                   capturable: bool = False) -> torch.optim.Optimizer:
     """The optimizer ``cfg`` (a :class:`~core.trainer.TrainConfig`) names, with its settings; L2 through ``weight_decay``.
 
     SGD and Adam use PyTorch's fused kernels (one kernel per step for all tensors) where the
     device has them: on the CPU the step is much shorter than with the default per-tensor loop
     (figures: README, "Performance"; ``bench/bench_train.py``). RMSprop has no fused kernel and
     keeps PyTorch's default. Frozen parameters (``requires_grad=False``) are left out, so weight
-    decay never moves them either. ``lr`` (a float or a tensor the caller updates) replaces ``cfg.lr``.
+    decay never moves them either. ``lr`` (a float or a tensor the caller updates) replaces ``cfg.lr``;
+    ``capturable`` keeps Adam's and RMSprop's step counts on the device, as a CUDA graph needs.
     """
     params, wd = [p for p in model.parameters() if p.requires_grad], cfg.weight_decay
     lr = cfg.lr if lr is None else lr
+    graph = {"capturable": True} if capturable else {}
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=cfg.alpha, weight_decay=wd)
+        return torch.optim.RMSprop(params, lr=lr, alpha=cfg.alpha, weight_decay=wd, **graph)
     if cfg.optimizer == "adam":
-        cls, settings = torch.optim.Adam, dict(lr=lr, betas=cfg.betas, weight_decay=wd)
+        cls, settings = torch.optim.Adam, dict(lr=lr, betas=cfg.betas, weight_decay=wd, **graph)
     else:
         momentum = cfg.momentum if cfg.optimizer == "momentum" else 0.0
         cls, settings = torch.optim.SGD, dict(lr=lr, momentum=momentum, weight_decay=wd)

@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--precision", choices=list(PRECISIONS), help="auto: bf16 autocast where the hardware has it natively, else fp32")
+    p.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction,
+                   help="on CUDA: capture each training step in a CUDA graph and replay it (default off)")
     p.add_argument("--data-dir", help="the data directory (default $TORCHLAB_DATA_DIR or datasets/)")
     p.add_argument("--out", help="checkpoint path (default checkpoints/<model>-<dataset>-<time>.pt)")
     return p
@@ -108,6 +110,7 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "weight_decay": args.weight_decay, "augment": args.augment, "augmentation": args.augmentation,
         "batch_size": args.batch_size,
         "epochs": args.epochs, "seed": args.seed, "device": args.device, "precision": args.precision,
+        "cuda_graph": args.cuda_graph,
     }
 
 
@@ -260,6 +263,9 @@ def _train(args: argparse.Namespace, trainer: Trainer, dataset_arg: str) -> int:
             print(json.dumps({"dataset": dataset_arg, "model": trainer.spec.arch, "error": str(e)}))
         return 1
     seconds = time.perf_counter() - t0
+    if config.cuda_graph:
+        recorded = f" ({trainer.engine.capture_seconds:.2f} s to record, not counted as training)" if trainer.engine.capture else ""
+        log(trainer.engine.capture_note + recorded)
     if trainer.rank:  # process 0 alone writes: every process holds the same weights
         return 0
 
@@ -291,6 +297,8 @@ def _train(args: argparse.Namespace, trainer: Trainer, dataset_arg: str) -> int:
         "device": str(trainer.device),
         "world_size": trainer.world,
         "global_batch": trainer.batch_size * trainer.world,
+        "cuda_graph": trainer.engine.capture_note if config.cuda_graph else None,
+        "capture_seconds": trainer.engine.capture_seconds,
         "config": config.to_dict(),
         "init_from": trainer.init_from["file"] if trainer.init_from else None,
         "freeze": trainer.freeze,

@@ -112,6 +112,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
+    cuda_graph: bool = False  # capture each training step in a CUDA graph (on CUDA; see core.engine)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -126,6 +127,8 @@ class TrainConfig:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
         if self.augmentation not in AUGMENTATIONS:
             raise ConfigError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}; got {self.augmentation!r}")
+        if not isinstance(self.cuda_graph, bool):
+            raise ConfigError(f"cuda_graph must be true or false; got {self.cuda_graph!r}")
         if len(self.betas) != 2:  # before the checks below index betas[1]
             raise ConfigError(f"Adam betas must be two numbers; got {self.betas}")
         checks = [
@@ -172,6 +175,8 @@ class TrainConfig:
         parts.append(_epochs(self.epochs))
         if self.augment:
             parts.append("augmented" if self.augmentation == "standard" else f"augmented ({self.augmentation})")
+        if self.cuda_graph:
+            parts.append("CUDA graph")
         return ", ".join(parts)
 
 
@@ -318,10 +323,12 @@ class Trainer:
         self.dist = dist
         self.world, self.rank = (dist.world_size, dist.rank) if dist else (1, 0)
         self.device = dist.device(pick_device(config.device)) if dist else pick_device(config.device)
-        self.engine = Engine(self._first_model(init_from), config, self.device, spec.arch, config.precision)
+        self.engine = Engine(self._first_model(init_from), config, self.device, spec.arch, config.precision,
+                             capture=config.cuda_graph)
         self.x_train, self.y_train = self._to_device(dataset.x_train, dataset.y_train)
         self.x_test, self.y_test = self._to_device(dataset.x_test, dataset.y_test)
-        self.pad_batches = pad_batches or self.world > 1  # a process must never get an empty batch
+        # A process must never get an empty batch; a captured step replays one shape.
+        self.pad_batches = pad_batches or self.world > 1 or self.engine.capture
         self.batches = _batch_bounds(len(self.x_train), config.batch_size * self.world, pad=self.pad_batches)
         self.batch_size = -(-(self.batches[0][1] - self.batches[0][0]) // self.world)  # per process
         if min(hi - lo for lo, hi in self.batches) < 2 and any(type(m) in (nn.BatchNorm1d, nn.BatchNorm2d) for m in self.model.modules()):
@@ -583,7 +590,7 @@ class Trainer:
 
     def _start_epoch(self) -> None:
         self._order = torch.randperm(len(self.x_train), generator=self.shuffle_gen).to(self.device)
-        self._batch, self._seen, self._train_seconds = 0, 0, 0.0
+        self._batch, self._seen, self._train_seconds, self._capture_seconds = 0, 0, 0.0, 0.0
         self._loss_sum = torch.zeros((), device=self.device)
         self._correct = torch.zeros((), device=self.device)
         self._clock = _DeviceClock(self.device)
@@ -594,7 +601,7 @@ class Trainer:
         a = min(hi, lo + self.rank * self.batch_size)  # this process's slice of it
         b = min(hi, a + self.batch_size)
         idx, weight = self._order[a:b], None
-        if self.pad_batches and b - a < self.batch_size:
+        if self.pad_batches and (b - a < self.batch_size or self.engine.capture):  # the graph takes a weight always
             idx = torch.cat([idx, self._order[: self.batch_size - (b - a)]])
             weight = (torch.arange(self.batch_size, device=self.device) < b - a).float()
         xb, yb = self.x_train[idx], self.y_train[idx]
@@ -603,12 +610,14 @@ class Trainer:
         xb = xb.contiguous(memory_format=self.engine.memory_format)  # a no-op unless indexing or warping changed it
         self._lr = lr_at(self.config, self.step - self.schedule_start, self.total_steps - self.schedule_start)
         self.engine.set_lr(self._lr)
+        captured_before = self.engine.capture_seconds
         loss, correct = self.engine.step(xb, yb, weight, (hi - lo) / self.world if self.world > 1 else None)
+        self._capture_seconds += self.engine.capture_seconds - captured_before  # reported apart from training
         self._pending.append(loss)  # summed over the processes and divided by their number: the batch's mean
         self._loss_sum += loss * ((hi - lo) / self.world)
         self._correct += correct
         self._seen += hi - lo
-        self._train_seconds += time.perf_counter() - t0
+        self._train_seconds += time.perf_counter() - t0 - (self.engine.capture_seconds - captured_before)
         event = StepEvent(self.step, self.epoch, self._lr)
         self.step += 1
         self._batch += 1
@@ -659,7 +668,7 @@ class Trainer:
         self._pending = []
         self._record_losses([v / self.world for v in losses])
         self._next_report = time.monotonic() + self.report_seconds
-        train_seconds = self._clock.seconds(self._train_seconds)
+        train_seconds = max(1e-9, self._clock.seconds(self._train_seconds + self._capture_seconds) - self._capture_seconds)
         seconds = self._train_seconds + time.perf_counter() - t0
         self.epoch += 1
         self._order = None

@@ -62,3 +62,48 @@ def test_export_leaves_the_model_on_the_gpu(cuda_trainer):
     data = export_full_model(cuda_trainer.model)
     assert isinstance(data, bytes)
     assert all(p.device.type == "cuda" for p in cuda_trainer.model.parameters())
+
+
+# --- CUDA graphs (--cuda-graph) -------------------------------------------------------------------
+
+MLP = ModelSpec("mlp", 3, in_channels=3, input_size=16, hidden=(32, 16), batchnorm=False)
+
+
+def _run(trainer: Trainer, until=None) -> Trainer:
+    for _ in trainer.run(until or (lambda: False)):
+        pass
+    return trainer
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
+def test_a_captured_step_trains_as_the_eager_one(tiny_dataset, monkeypatch, optimizer):
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    config = CONFIG.replace(optimizer=optimizer, lr=0.01, precision="fp32", augment=False, batch_size=20)
+    captured = _run(Trainer(MLP, tiny_dataset, config.replace(cuda_graph=True)))
+    eager = _run(Trainer(MLP, tiny_dataset, config, pad_batches=True))  # the same padded batches
+    assert captured.engine.capture and captured.engine.capture_note.startswith("captured"), captured.engine.capture_note
+    assert captured.engine.capture_seconds > 0
+    torch.testing.assert_close(torch.tensor(captured.history.step_losses), torch.tensor(eager.history.step_losses),
+                               rtol=1e-5, atol=1e-6)
+    for a, b in zip(captured.model.parameters(), eager.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_default_lenet_recipe_trains_captured_with_batch_norm_dropout_and_augmentation(tiny_dataset):
+    trainer = _run(Trainer(SPEC, tiny_dataset, CONFIG.replace(cuda_graph=True, epochs=6)))
+    assert trainer.engine.capture, trainer.engine.capture_note
+    losses = [e.train_loss for e in trainer.history.epochs]
+    assert all(math.isfinite(v) for v in trainer.history.step_losses) and losses[-1] < 0.8 * losses[0]
+    assert all(e.images_per_second > 0 for e in trainer.history.epochs)
+
+
+def test_a_captured_run_stopped_saved_and_resumed_ends_as_one_that_never_stopped(tiny_dataset, tmp_path):
+    config = CONFIG.replace(cuda_graph=True, epochs=4)
+    straight = _run(Trainer(SPEC, tiny_dataset, config))
+    half = Trainer(SPEC, tiny_dataset, config)
+    _run(half, lambda: half.epoch >= 2)
+    resumed = _run(Trainer.resume(load_checkpoint(half.save(tmp_path / "half.pt")), tiny_dataset))
+    assert resumed.engine.capture
+    assert resumed.history.step_losses == straight.history.step_losses
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key

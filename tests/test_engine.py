@@ -289,3 +289,19 @@ def test_epoch_events_still_report_speed_and_the_rate(tiny_dataset):
     assert [e.epoch for e in events] == [1, 2]
     assert all(e.images_per_second > 0 and e.seconds > 0 for e in events)
     assert events[-1].lr == lr_at(trainer.config, trainer.total_steps - 1, trainer.total_steps)
+
+
+# --- CUDA graphs: asked for where there is no CUDA ------------------------------------------------
+
+
+def test_a_cuda_graph_asked_for_on_the_cpu_trains_eagerly_and_says_why(tiny_dataset):
+    config = cfg(cuda_graph=True, schedule="onecycle", epochs=2)
+    asked = Trainer(LENET_SPEC, tiny_dataset, config)
+    plain = Trainer(LENET_SPEC, tiny_dataset, config.replace(cuda_graph=False))
+    for t in (asked, plain):
+        for _ in t.run():
+            pass
+    assert not asked.engine.capture and asked.engine.capture_note == "eager: CUDA graphs need a CUDA device, not cpu"
+    assert not asked.pad_batches and asked.engine.capture_seconds == 0.0
+    assert asked.history.step_losses == plain.history.step_losses
+    assert "CUDA graph" in config.describe()
