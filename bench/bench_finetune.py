@@ -30,7 +30,8 @@ How it is drawn and timed, so the figures can be reproduced and read:
   shared.
 
     python bench/bench_finetune.py [--checkpoint PATH] [--data-dir DIR] [--hands PATH] [--shots 5 10]
-        [--draws 5] [--freeze features none] [--threads 1] [--device auto] [--save-base PATH] [--json out.json]
+        [--draws 5] [--freeze features none] [--threads 1] [--device auto] [--save-base PATH]
+        [--base-channels 1|3] [--base-augmentation PRESET] [--base-epochs N] [--json out.json]
 
 Prints one table and writes every raw figure (per draw) as JSON (default bench/results/finetune.json).
 Exit status 2, with one line saying what is missing, when the data or the checkpoint cannot be used.
@@ -54,6 +55,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.augment import AUGMENTATIONS  # noqa: E402
 from core.checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint  # noqa: E402
 from core.data import Dataset, DatasetError, load_dataset, resolve_data_dir  # noqa: E402
 from core.device import DEVICES, DeviceError, describe_device, pick_device  # noqa: E402
@@ -73,19 +75,26 @@ class BenchError(Exception):
 # --- the base net -----------------------------------------------------------------------------------
 
 
-def train_base(data_dir: str | None, device: str, save_to: str | None) -> tuple[Checkpoint, dict[str, Any]]:
-    """Train the default LeNet recipe on the real SIGNS files; the checkpoint (saved and loaded back,
-    as the app does) and the figures of that training."""
+def train_base(data_dir: str | None, device: str, save_to: str | None, channels: int | None = None,
+               augmentation: str = "standard", epochs: int | None = None) -> tuple[Checkpoint, dict[str, Any]]:
+    """Train the default LeNet recipe (or it with another input, augmentation or epoch count) on the
+    real SIGNS files; the checkpoint (saved and loaded back, as the app does) and the figures of
+    that training."""
     try:
         signs = load_dataset("signs", data_dir)
     except DatasetError as e:
         raise BenchError(f"no base checkpoint given and the real SIGNS files cannot be read ({e}) — "
                          "set TORCHLAB_DATA_DIR or --data-dir to the folder holding signs/, "
                          "or give a SIGNS-trained checkpoint with --checkpoint") from None
-    config = recipe("lenet").replace(device=device)
+    config = recipe("lenet").replace(device=device, augmentation=augmentation)
+    if epochs:
+        config = config.replace(epochs=epochs)
+    spec = default_spec("lenet", signs.num_classes)
+    if channels:
+        spec = spec.replace(in_channels=channels)
     print(f"training the base net: LeNet-5 on {signs.describe()}; {config.describe()}", file=sys.stderr)
     t0 = time.perf_counter()
-    trainer = Trainer(default_spec("lenet", signs.num_classes), signs, config)
+    trainer = Trainer(spec, signs, config)
     for event in trainer.run():
         if isinstance(event, EpochEvent) and (event.epoch % 10 == 0 or event.epoch == config.epochs):
             print(f"  epoch {event.epoch:3d}  {time.perf_counter() - t0:7.1f}s  SIGNS test {event.test_acc:.1%}",
@@ -108,7 +117,8 @@ def base_checkpoint(args: argparse.Namespace) -> tuple[Checkpoint, dict[str, Any
             raise BenchError(f"--checkpoint: {e}") from None
         return ckpt, {"source": str(args.checkpoint), "seconds": None,
                       "signs_test_acc": ckpt.metrics.get("test_acc"), "dataset": ckpt.dataset.get("title")}
-    return train_base(args.data_dir, args.device, args.save_base)
+    return train_base(args.data_dir, args.device, args.save_base, args.base_channels, args.base_augmentation,
+                      args.base_epochs)
 
 
 # --- the hands --------------------------------------------------------------------------------------
@@ -245,6 +255,10 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--save-base", help="where to keep the base net trained here (default: not kept)")
+    p.add_argument("--base-channels", type=int, choices=[1, 3], help="the base net trained here: input channels")
+    p.add_argument("--base-augmentation", choices=list(AUGMENTATIONS), default="standard",
+                   help="the base net trained here: augmentation preset")
+    p.add_argument("--base-epochs", type=int, help="the base net trained here: epochs (default: the recipe's)")
     p.add_argument("--json", default=str(RESULTS / "finetune.json"))
     args = p.parse_args()
     if args.draws < 1 or args.threads < 1 or any(n < 1 for n in args.shots):

@@ -12,7 +12,8 @@ Trains the default recipe (``core.trainer.recipe`` + ``core.augment.augment_for`
 measures saved checkpoints, and prints one table: condition → accuracy (mean over seeds, min–max).
 
     python bench/bench_robustness.py [--model lenet|resnet50] [--seeds 0 1 2] [--epochs N]
-        [--channels 1|3] [--legacy-augment] [--checkpoint PATH ...] [--data-dir DIR] [--json out.json]
+        [--channels 1|3] [--augmentation PRESET] [--legacy-augment] [--checkpoint PATH ...]
+        [--threads N] [--data-dir DIR] [--json out.json]
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.augment import AugmentConfig, background_mask  # noqa: E402
+from core.augment import AUGMENTATIONS, AugmentConfig, background_mask  # noqa: E402
 from core.checkpoint import load_checkpoint  # noqa: E402
 from core.data import DatasetError, load_dataset, resolve_data_dir  # noqa: E402
 from core.device import describe_device  # noqa: E402
@@ -210,8 +211,9 @@ def measure(model: torch.nn.Module, device: torch.device, conds: dict[str, torch
     return out
 
 
-def train_one(arch: str, channels: int, seed: int, epochs: int | None, dataset, legacy: bool) -> tuple[torch.nn.Module, dict]:
-    config = recipe(arch).replace(seed=seed)
+def train_one(arch: str, channels: int, seed: int, epochs: int | None, dataset, legacy: bool,
+              augmentation: str = "standard") -> tuple[torch.nn.Module, dict]:
+    config = recipe(arch).replace(seed=seed, augmentation=augmentation)
     if epochs:
         config = config.replace(epochs=epochs)
     trainer = Trainer(default_spec(arch, dataset.num_classes).replace(in_channels=channels), dataset, config)
@@ -238,11 +240,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--channels", type=int, choices=[1, 3], help="override the spec's input channels")
+    p.add_argument("--augmentation", choices=list(AUGMENTATIONS), default="standard",
+                   help="the augmentation preset to train with (core.augment.AUGMENTATIONS)")
     p.add_argument("--legacy-augment", action="store_true", help="train with the augmentation before issue 11")
     p.add_argument("--checkpoint", nargs="+", help="measure saved checkpoints instead of training")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--data-dir")
-    p.add_argument("--json", help=f"default {RESULTS}/robustness-<model>.json")
+    p.add_argument("--json", help=f"default {RESULTS}/robustness-<model>[-<augmentation>][-rgb].json")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     data_dir = resolve_data_dir(args.data_dir)
     dataset = load_dataset("signs", data_dir)
@@ -265,7 +272,7 @@ def main() -> None:
         spec = default_spec(arch, dataset.num_classes)
         channels = args.channels or spec.in_channels
         for seed in args.seeds:
-            model, info = train_one(arch, channels, seed, args.epochs, dataset, args.legacy_augment)
+            model, info = train_one(arch, channels, seed, args.epochs, dataset, args.legacy_augment, args.augmentation)
             runs.append((model, info, channels, spec.input_size))
 
     web_root = data_dir / "webcam-hands"
@@ -281,7 +288,8 @@ def main() -> None:
 
     machine = f"{platform.machine()}, {describe_device(device)}, torch {torch.__version__}"
     label = args.model if not args.checkpoint else "checkpoint"
-    print(f"\nRobustness of {label} ({'legacy' if args.legacy_augment else 'default'} augmentation), "
+    augmentation = "legacy" if args.legacy_augment else args.augmentation
+    print(f"\nRobustness of {label} ({augmentation} augmentation), "
           f"{len(rows)} run(s) — {machine}")
     print(f"{'condition':<36} {'accuracy':>22}")
     for name in rows[0]["conditions"]:
@@ -301,9 +309,12 @@ def main() -> None:
     if photos is None:
         print("cluttered background: cat/non-cat photos not found, procedural scenes used instead")
 
-    out = Path(args.json) if args.json else RESULTS / f"robustness-{label}{'-legacy' if args.legacy_augment else ''}.json"
+    suffix = "" if augmentation == "standard" or args.checkpoint else f"-{augmentation}"
+    suffix += "-rgb" if not args.checkpoint and args.channels == 3 else ""
+    out = Path(args.json) if args.json else RESULTS / f"robustness-{label}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "model": label, "legacy_augment": args.legacy_augment, "runs": rows}, indent=2))
+    out.write_text(json.dumps({"machine": machine, "model": label, "legacy_augment": args.legacy_augment,
+                               "augmentation": augmentation, "threads": torch.get_num_threads(), "runs": rows}, indent=2))
     print(f"wrote {out}")
 
 

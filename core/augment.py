@@ -85,34 +85,62 @@ WEBCAM = AugmentConfig(
 )
 
 
+@dataclass(frozen=True)
+class MixedAugment:
+    """Two augmentations in one batch: a fixed share ``p`` of each batch's images (drawn anew every
+    batch) gets ``other``, the rest ``base``.
+
+    A net that sees only webcam-like images forgets what a clean SIGNS photo looks like; one that
+    sees only clean ones never learns rooms. Mixing keeps both in every batch.
+    """
+
+    base: AugmentConfig
+    other: AugmentConfig
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p <= 1.0:
+            raise ValueError(f"the mixed share p must be in 0–1; got {self.p}")
+
+
 AUGMENTATIONS: dict[str, str] = {
     "standard": "zoom, shift, tilt, light and colour, and a swapped wall: accurate on SIGNS-like photos",
     "webcam": "also hand framing, cluttered room-like backdrops, colour temperature, tone, blur and JPEG: "
               "reads more webcam photos of other hands, a few points lower on SIGNS itself",
+    "mixed": "webcam in 70 % of each batch, standard in the rest: reads nearly as many webcam photos "
+             "as webcam, and clean SIGNS-like photos about as well as standard",
 }
 
 
-def augment_for(arch: str, preset: str = "standard") -> AugmentConfig:
-    """The augmentation a net trains with: the ``standard`` one per net, or :data:`WEBCAM`.
+def augment_for(arch: str, preset: str = "standard") -> AugmentConfig | MixedAugment:
+    """The augmentation a net trains with: the ``standard`` one per net, :data:`WEBCAM`, or the two
+    mixed.
 
     ``standard`` is what keeps each net's SIGNS accuracy: the mild field defaults, with the backdrop
     swapped in 80 % of the ResNet's images (better than 65 % for it on other walls). ``webcam`` is
-    :data:`WEBCAM` for every net. ``bench/bench_robustness.py`` measures both (README, "Robustness").
+    :data:`WEBCAM` for every net. ``mixed`` gives :data:`WEBCAM` to 70 % of each batch and the net's
+    ``standard`` to the rest (:class:`MixedAugment`; shares of 0.3 and 0.5 were measured too). ``bench/bench_robustness.py`` measures them
+    (README, "Robustness").
     """
     if preset == "webcam":
         return WEBCAM
-    if preset != "standard":
+    if preset not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}; got {preset!r}")
-    return AugmentConfig(background_p=0.8) if arch == "resnet50" else AugmentConfig()
+    standard = AugmentConfig(background_p=0.8) if arch == "resnet50" else AugmentConfig()
+    return MixedAugment(standard, WEBCAM, 0.7) if preset == "mixed" else standard
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, generator: torch.Generator,
+                  cfg: AugmentConfig | MixedAugment = AugmentConfig()) -> torch.Tensor:
     """Randomly warp and recolour an N×C×H×W batch in [0, 1]; returns a new tensor in [0, 1].
 
     ``generator`` must live on ``x``'s device; drawing every random number from it keeps a run
     reproducible and independent of any other run in the process. C is 1 (gray) or 3 (RGB);
-    the colour-only changes (temperature, cast) apply to RGB only.
+    the colour-only changes (temperature, cast) apply to RGB only. A :class:`MixedAugment` splits
+    the batch (a fixed count, randomly chosen) between its two configurations.
     """
+    if isinstance(cfg, MixedAugment):
+        return _augment_mixed(x, generator, cfg)
     n, c = x.shape[:2]
     dev, dt = x.device, x.dtype
 
@@ -158,6 +186,16 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, cfg: AugmentConfi
         idx = _some(generator, x, cfg.jpeg_p)
         x = x.index_copy(0, idx, jpeg_like(x[idx], uniform(*cfg.jpeg_quality, len(idx))))
     return x
+
+
+def _augment_mixed(x: torch.Tensor, generator: torch.Generator, cfg: MixedAugment) -> torch.Tensor:
+    order = torch.randperm(x.shape[0], generator=generator, device=x.device)
+    k = round(cfg.p * x.shape[0])
+    parts = [augment_batch(x[idx], generator, part)
+             for idx, part in ((order[:k], cfg.other), (order[k:], cfg.base)) if len(idx)]
+    out = torch.empty_like(x)
+    out[order] = torch.cat(parts)  # each image back in its place in the batch
+    return out
 
 
 def _some(generator: torch.Generator, like: torch.Tensor, share: float) -> torch.Tensor:

@@ -191,7 +191,7 @@ def draw_inside(drawn: dict, arch: str) -> None:
 
 
 def _on_arch_change() -> None:
-    # A new architecture starts from the tutorial's settings for it (e.g. LeNet sees gray input).
+    # A new architecture starts from TorchLab's default for it (core.spec.default_spec).
     d = default_spec(st.session_state["b_arch"])
     st.session_state["b_channels"] = "RGB" if d.in_channels == 3 else "Gray"
     st.session_state["b_batchnorm"] = d.batchnorm

@@ -23,14 +23,22 @@ def net_code(at) -> list[str]:
     return [c.value for c in at.code if "feature_stages" not in c.value]
 
 
+def gray(at):
+    """The Build page's net with gray input, as the tutorial's LeNet has it (the default is RGB)."""
+    at.radio(key="b_channels").set_value("Gray")
+    at.run()
+    return at
+
+
 # --- Build ----------------------------------------------------------------------------------------
 
 
 def test_build_default_lenet(env, apps):
     at = apps("pages/build.py")
     assert at.title[0].value == "Build a net"
-    assert metrics(at)["Parameters"] == "1,144,618"
+    assert metrics(at)["Parameters"] == "1,144,918"  # RGB: the first conv has 3 × 150 weights
     assert any("Both styles give identical outputs" in s.value for s in at.success)
+    assert metrics(gray(at))["Parameters"] == "1,144,618"  # the tutorial's gray LeNet
     assert any("nn.Conv2d" in c.value for c in at.code)
     assert_clean(at)
 
@@ -139,6 +147,9 @@ def test_look_inside_default_lenet(env, apps, drawn):
     assert_clean(at)
     assert any(s.value == "Look inside" for s in at.subheader)
     shown = images(at)
+    assert "what the net gets: RGB, 3×64×64" in shown
+    assert any(c == "Filters: first conv layer: 6 filters of 3×5×5" for c in shown)
+    shown = images(gray(at))
     assert any(c.startswith("test image 0: “") for c in shown)
     assert "what the net gets: gray, 1×64×64" in shown
     _, filters_url = captioned(at, "Filters: first conv layer: 6 filters of 1×5×5")
@@ -214,8 +225,8 @@ def test_look_inside_resnet50(env, apps):
 
 
 def test_look_inside_compares_with_a_checkpoint_of_the_same_net(env, apps, drawn):
-    lenet = ModelSpec("lenet", 6)
-    at = apps("pages/build.py")
+    lenet = ModelSpec("lenet", 6)  # gray
+    at = gray(apps("pages/build.py"))
     untrained = {c: drawn(u) for c, u in images(at).items() if c.startswith(("Filters", "conv"))}
 
     ds = load_dataset("synthetic")
@@ -262,17 +273,16 @@ def test_look_inside_compares_with_a_checkpoint_of_the_same_net(env, apps, drawn
 
 def test_look_inside_offers_no_checkpoint_of_another_net(env, apps):
     ds = load_dataset("synthetic")
-    rgb = ModelSpec("lenet", 6, in_channels=3)
-    save_checkpoint(env.ckpt / "lenet-rgb.pt", build_model(rgb, seed=0), rgb, "module", ds.classes)
-    at = apps("pages/build.py")
+    one = ModelSpec("lenet", 6, in_channels=1)
+    save_checkpoint(env.ckpt / "lenet-gray.pt", build_model(one, seed=0), one, "module", ds.classes)
+    at = apps("pages/build.py")  # RGB
     assert_clean(at)
     assert compare_box(at) is None
     assert not any("trained: " in m.value for m in at.markdown)
-    at.radio(key="b_channels").set_value("RGB")  # now it is the same net
-    at.run()
+    gray(at)  # now it is the same net
     assert_clean(at)
-    assert compare_box(at) is not None and compare_box(at).options == ["lenet-rgb.pt"]
-    assert columns_of(at, "trained: lenet-rgb.pt")[0] == "Filters: first conv layer: 6 filters of 3×5×5"
+    assert compare_box(at) is not None and compare_box(at).options == ["lenet-gray.pt"]
+    assert columns_of(at, "trained: lenet-gray.pt")[0] == "Filters: first conv layer: 6 filters of 1×5×5"
 
 
 def test_look_inside_says_how_far_a_run_from_seed_0_moved_the_first_layer(env, apps):
@@ -290,7 +300,7 @@ def test_look_inside_says_how_far_a_run_from_seed_0_moved_the_first_layer(env, a
     save_checkpoint(env.ckpt / "from-seed-3.pt", build_model(lenet, seed=3).eval(), lenet, "module", ds.classes,
                     training={"seed": 3})
     assert torch.equal(start, build_model(lenet, seed=0).conv1.weight)
-    at = apps("pages/build.py")
+    at = gray(apps("pages/build.py"))
     at.selectbox(key="b_compare").set_value("from-seed-0.pt")
     at.run()
     assert_clean(at)

@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 from core.augment import (
+    WEBCAM,
     AugmentConfig,
+    MixedAugment,
     augment_batch,
     augment_for,
     background_mask,
@@ -50,7 +52,7 @@ def hand_on_wall(n: int = 4, channels: int = 3, size: int = 32) -> tuple[torch.T
 @pytest.mark.parametrize("size", [16, 64, 70])
 def test_output_has_the_inputs_shape_dtype_and_range(channels: int, size: int) -> None:
     x = torch.rand(8, channels, size, size)
-    for cfg in (AugmentConfig(), EVERYTHING, augment_for("lenet"), augment_for("resnet50")):
+    for cfg in (AugmentConfig(), EVERYTHING, augment_for("lenet"), augment_for("resnet50"), augment_for("lenet", "mixed")):
         y = augment_batch(x, gen(), cfg)
         assert y.shape == x.shape and y.dtype == x.dtype
         assert torch.isfinite(y).all() and y.min() >= 0.0 and y.max() <= 1.0
@@ -243,3 +245,54 @@ def test_tone_curve_moves_mid_tones_and_keeps_black_and_white() -> None:
     mid = y[..., 2].flatten()
     assert mid.min() < 0.47 and mid.max() > 0.53 and ((mid - 0.5).abs() <= 0.1 + 1e-6).all()
     assert (y[..., 1] < y[..., 2]).all()  # still monotonic
+
+
+def _distinct_hands_on_walls(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """hand_on_wall with every image a little darker than the one before, so an image put back at
+    another index is caught."""
+    x, hand = hand_on_wall(n, 3)
+    return x * torch.linspace(0.8, 1.0, n).view(n, 1, 1, 1), hand.expand_as(x)
+
+
+def test_mixed_gives_the_other_augmentation_to_its_share_and_keeps_every_image_in_place() -> None:
+    x, hand_px = _distinct_hands_on_walls(64)
+    # The base changes nothing and the other swaps every wall: the changed images are the other's.
+    mixed = MixedAugment(NOTHING, replace(NOTHING, background_p=1.0), p=0.25)
+    y = augment_batch(x, gen(), mixed)
+    changed = (y - x).abs().flatten(1).amax(1) > 1e-3
+    assert changed.sum() == 16  # a fixed count: round(0.25 × 64)
+    assert torch.allclose(y[~changed], x[~changed], atol=1e-5)
+    assert torch.allclose(y[hand_px], x[hand_px], atol=1e-5)  # swapped ones too: each hand is its own image's
+
+
+def test_mixed_draws_its_share_anew_for_every_batch_and_reproducibly() -> None:
+    x, _ = _distinct_hands_on_walls(64)
+    mixed = MixedAugment(NOTHING, replace(NOTHING, background_p=1.0), p=0.5)
+    g = gen(3)
+    first, second = augment_batch(x, g, mixed), augment_batch(x, g, mixed)
+
+    def changed(y: torch.Tensor) -> torch.Tensor:
+        return (y - x).abs().flatten(1).amax(1) > 1e-3
+
+    assert changed(first).sum() == changed(second).sum() == 32
+    assert not torch.equal(changed(first), changed(second))
+    assert torch.equal(augment_batch(x, gen(3), mixed), first)
+    # Shares of 0 and 1 are the base and the other alone, and a batch of one image works.
+    assert not changed(augment_batch(x, gen(), replace(mixed, p=0.0))).any()
+    assert changed(augment_batch(x, gen(), replace(mixed, p=1.0))).all()
+    assert augment_batch(x[:1], gen(), mixed).shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="share p must be in 0–1"):
+        replace(mixed, p=1.5)
+
+
+def test_the_mixed_preset_is_webcam_in_70_percent_of_each_batch_over_each_nets_standard() -> None:
+    from core.trainer import TrainConfig
+
+    for arch in ("lenet", "resnet50"):
+        assert augment_for(arch, "mixed") == MixedAugment(augment_for(arch), WEBCAM, 0.7)
+    # The older presets are what they were.
+    assert augment_for("lenet") == AugmentConfig() and augment_for("resnet50") == AugmentConfig(background_p=0.8)
+    assert augment_for("lenet", "webcam") is WEBCAM
+    TrainConfig(augmentation="mixed").validate()
+    with pytest.raises(ValueError, match="augmentation must be one of standard, webcam, mixed"):
+        augment_for("lenet", "heavy")

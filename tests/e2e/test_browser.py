@@ -295,7 +295,7 @@ def test_predict_upload(app, page, trained_checkpoint, hand_photo, screenshot_di
     wait_for(lambda: plot_points(page, "probs") == 6, 30, "the probability bar chart (six classes)")
     assert page.evaluate("() => document.querySelector('.st-key-probs .js-plotly-plot').data[0].type") == "bar"
     expect(main(page).get_by_text("Your photo", exact=True)).to_be_visible()
-    expect(main(page).get_by_text("What the net sees: 64×64, gray", exact=True)).to_be_visible()
+    expect(main(page).get_by_text("What the net sees: 64×64, RGB", exact=True)).to_be_visible()
     assert_clean(page)
 
     # Look inside: the heat map of the predicted class, then of another one ("why not?").
