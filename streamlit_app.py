@@ -6,11 +6,12 @@ whether it was reached through the navigation or opened first by its own URL.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import streamlit as st
 
@@ -20,7 +21,11 @@ from core.data import (
 from core.spec import ModelSpec, default_spec
 
 if TYPE_CHECKING:  # torch-backed modules load in the background (see start_warm_up)
+    import av
+
     from core.checkpoint import Checkpoint
+    from core.jobs import Run, RunHistory
+    from core.live import LivePredictor
 
 ROOT = Path(__file__).resolve().parent
 PAGES = [
@@ -32,6 +37,7 @@ PAGES = [
 ]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]  # what core.preprocess decodes
 MAX_RUNS = 12  # run history kept per browser session; older runs are dropped with their tensors
+KEEP_MODELS = 4  # runs whose trained model stays in memory (to save or inspect); older keep curves only
 
 
 # --- start-up ----------------------------------------------------------------------------------
@@ -39,7 +45,8 @@ MAX_RUNS = 12  # run history kept per browser session; older runs are dropped wi
 # Importing torch and the nets takes about 1.5 s, which the Overview does not need: they load in a
 # background thread once the first page has rendered, so that page comes at once and the others
 # find them ready. A page that imports them sooner simply waits on Python's import lock.
-_warm_up = threading.Thread(target=lambda: __import__("core.inference"), name="torchlab-warm-up", daemon=True)
+_warm_up = threading.Thread(target=lambda: (__import__("core.inference"), share_cores()), name="torchlab-warm-up",
+                            daemon=True)
 _warm_up_lock = threading.Lock()
 _pending = threading.local()  # this script run's device slot in the sidebar, while torch is loading
 
@@ -243,9 +250,130 @@ def current_dataset_key() -> str:
     return key if key in datasets_here() else best_hand_dataset(data_dir())
 
 
-def runs() -> list:
-    """This session's run history (newest last), bounded to :data:`MAX_RUNS`."""
-    return st.session_state.setdefault("runs", [])
+def runs() -> RunHistory:
+    """This session's run history (newest last): :data:`MAX_RUNS` runs, the models of the newest
+    :data:`KEEP_MODELS` (see :class:`core.jobs.RunHistory`)."""
+    from core.jobs import RunHistory
+
+    if not isinstance(st.session_state.get("runs"), RunHistory):
+        st.session_state["runs"] = RunHistory(MAX_RUNS, KEEP_MODELS)
+    return st.session_state["runs"]
+
+
+# --- compute budget: intra-op threads per training step, steps at once --------------------------
+
+SMALL_CPU = 4  # cores up to which a run leaves one core to the server and the browser
+_shared = threading.Lock()
+
+
+def share_cores() -> None:
+    """Decide the process's compute budget once torch is imported (idempotent): on a small CPU
+    each training step gets one core fewer than there are (unless ``OMP_NUM_THREADS`` says
+    otherwise), and as many steps run at once as fit into the cores
+    (:data:`core.trainer.COMPUTE_TURNS`).
+
+    A step's intra-op threads wait on each other at every parallel op: when the browser drawing
+    the live chart or the server's own work takes one of two cores, a two-thread step stalls for
+    whole scheduler slices, and training ran at a quarter of its speed. One thread a step leaves
+    that core free, and lets two sessions' runs train side by side. README, "Performance", has
+    the measurements."""
+    import torch
+
+    from core.trainer import COMPUTE_TURNS
+
+    with _shared:
+        cores = os.cpu_count() or 1
+        if cores <= SMALL_CPU and "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(max(1, cores - 1))
+        COMPUTE_TURNS.slots = max(1, cores // max(1, torch.get_num_threads()))
+
+
+# --- runs: which session shows a run -----------------------------------------------------------
+
+
+def session_liveness() -> tuple[str, Callable[[], bool]] | None:
+    """This browser session's id and a check, safe from any thread, that it is still connected;
+    None where there are no sessions to lose (AppTest, bare mode). A run shown by no connected
+    session stops itself after a grace period (:class:`core.jobs.TrainingJob`)."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return None
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    return session_id, lambda: runtime.is_active_session(session_id)
+
+
+def show_run(run: Run) -> None:
+    """Make ``run`` this session's shown run: the session counts as its watcher, and the page's
+    URL carries its id (``?run=…``), so a refresh or a copied link re-attaches to it."""
+    watcher = session_liveness()
+    if watcher is not None:
+        run.watch(*watcher)
+    st.session_state["job"] = run.job
+    if st.query_params.get("run") != run.id:
+        st.query_params["run"] = run.id
+
+
+def run_from_url() -> tuple[Run | None, bool]:
+    """The run the URL names (``?run=…``), attached to this session's history if it came from
+    another session; and whether the URL named one that this server no longer has."""
+    from core.jobs import find_run
+
+    wanted = st.query_params.get("run")
+    if not wanted:
+        return None, False
+    history = runs()
+    run = history.find(wanted) or find_run(wanted)
+    if run is None:
+        del st.query_params["run"]
+        return None, True
+    if history.current is not run:
+        history.attach(run)
+    return run, False
+
+
+# --- live webcam (streamlit-webrtc) ------------------------------------------------------------
+
+
+def live_rtc_configuration() -> dict:
+    """The WebRTC configuration of the live webcam: ``$TORCHLAB_ICE_SERVERS`` (README, "Live
+    webcam"), else no ICE server at all — streamlit-webrtc would otherwise fill in a public STUN
+    server, and the app must work offline. Raises ``core.live.SettingError`` for a malformed
+    setting."""
+    from core.live import ICE_SERVERS_ENV, parse_ice_servers
+
+    return {"iceServers": parse_ice_servers(os.environ.get(ICE_SERVERS_ENV))}
+
+
+class LiveVideo:
+    """streamlit-webrtc's video processor for one stream, run on that stream's own thread (never
+    the script's, and never touching ``st.session_state``): it hands the newest frame to its
+    :class:`core.live.LivePredictor` and sends the frame back with the square the net reads (and
+    the heat map) drawn on it. The page reads the answers from ``predictor.latest``."""
+
+    def __init__(self, predictor: LivePredictor) -> None:
+        self.predictor = predictor
+
+    async def recv_queued(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+        """The frames that arrived while the previous one was being predicted: only the newest is
+        predicted, so a net slower than the camera answers for what it shows now."""
+        return [self.answer(frames[-1], skipped=len(frames) - 1)]
+
+    def recv(self, frame: av.VideoFrame) -> av.VideoFrame:
+        return self.answer(frame, skipped=0)
+
+    def answer(self, frame: av.VideoFrame, skipped: int) -> av.VideoFrame:
+        """Predict ``frame`` (``skipped`` older ones left out for it) and return the frame to show."""
+        from av import VideoFrame
+
+        from core.live import annotate
+
+        image = frame.to_ndarray(format="rgb24")
+        # A frame not predicted (the stream yields to a training run) shows the newest answer's heat map.
+        result = self.predictor.process(image, skipped) or self.predictor.latest
+        return VideoFrame.from_ndarray(annotate(image, result), format="rgb24")
 
 
 # --- sidebar -----------------------------------------------------------------------------------

@@ -1,16 +1,14 @@
 """Using a trained net: class probabilities for a photo, and a report on a whole test split."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from core.checkpoint import Checkpoint
 from core.data import Dataset
-from core.preprocess import preprocess_image
+from core.preprocess import PhotoSource, preprocess_image
 from core.tensors import images_to_tensor
 from core.engine import evaluate
 
@@ -28,13 +26,16 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict_image(ckpt: Checkpoint, source: bytes | str | os.PathLike | BinaryIO, name: str | None = None) -> Prediction:
+def predict_image(ckpt: Checkpoint, source: PhotoSource, name: str | None = None) -> Prediction:
     """Class probabilities (softmax) for one image, prepared exactly as in training.
+
+    ``source`` is a photo file (bytes, path, file object) or a decoded picture: an H×W×3 uint8 RGB
+    array such as a video frame (``core.live``), or a PIL image.
 
     The photo is made at the side of the checkpoint's training images (``image_size``; for files
     saved before it was recorded, the net's input size) and then resized to the net's input as the
     training batches were. Raises :class:`core.preprocess.ImageError` for a file that is not a
-    usable image.
+    usable image (or a picture of the wrong shape).
     """
     x, seen = preprocess_image(source, size=ckpt.spec.input_size, channels=ckpt.spec.in_channels, name=name,
                                image_size=ckpt.train_image_size)

@@ -9,6 +9,8 @@ uint8 array it also returns is "what the net sees", for the app to show.
 so a training photo and a photo to predict become the same array. A net whose input size differs
 from its training images' (a 128-px ResNet trained on 64-px images) gets the photo made at the
 images' size and then resized by ``images_to_tensor``, exactly as the trainer resizes its data.
+A picture that is already decoded — a video frame as an H×W×3 uint8 RGB array, or a PIL image —
+skips the decoding and takes the same crop, resize and conversion (the live webcam, ``core.live``).
 
 Every way a file can be unusable ends in ``ImageError`` with a message meant for the user. Global
 PIL state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``, warning filters) is left alone because
@@ -41,6 +43,9 @@ MAX_PIXELS: int = 50_000_000
 MIN_SIDE: int = 8
 
 _WHITE = (255, 255, 255, 255)
+
+# A photo: the file (bytes, path, file object) or a picture already decoded (an RGB array, a PIL image).
+PhotoSource = bytes | str | os.PathLike | BinaryIO | np.ndarray | Image.Image
 
 
 class ImageError(ValueError):
@@ -115,9 +120,7 @@ def prepare_image(image: Image.Image, size: int) -> np.ndarray:
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
     image = _to_rgb(image)
-    w, h = image.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
+    left, top, side = centre_square(*image.size)
     small = image.resize(
         (size, size),
         Image.Resampling.LANCZOS,
@@ -128,27 +131,61 @@ def prepare_image(image: Image.Image, size: int) -> np.ndarray:
     return np.array(small, dtype=np.uint8)  # np.array copies: torch wants a writable array
 
 
-def load_photo(source: bytes | str | os.PathLike | BinaryIO, size: int, name: str | None = None) -> np.ndarray:
+def centre_square(width: int, height: int) -> tuple[int, int, int]:
+    """The square ``prepare_image`` keeps of a ``width``×``height`` picture: (left, top, side)."""
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side
+
+
+def load_photo(source: PhotoSource, size: int, name: str | None = None) -> np.ndarray:
     """Decode a photo and make it a ``size``×``size``×3 uint8 array: ``load_image`` → ``prepare_image``.
 
     The one way a photo becomes an image array, for a data set's training photos and for a photo
-    to predict alike. Raises ``ImageError`` for an unusable file.
+    to predict alike. ``source`` may also be a decoded picture (see :func:`decoded_picture`): it
+    then skips the decoding. Raises ``ImageError`` for an unusable file or picture.
     """
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
+    if isinstance(source, (np.ndarray, Image.Image)):
+        return prepare_image(decoded_picture(source, name), size)
     # 2× the target keeps enough detail for the antialiased resize to do its job.
     return prepare_image(load_image(source, name, min_side=2 * size), size)
 
 
+def decoded_picture(picture: np.ndarray | Image.Image, name: str | None = None) -> Image.Image:
+    """A picture that is already decoded, checked like a file's: an H×W×3 (RGB) or H×W (gray)
+    uint8 array — a video frame — or a PIL image, as an RGB image.
+
+    Raises ``ImageError`` for another shape or dtype, a side under ``MIN_SIDE`` or more than
+    ``MAX_PIXELS`` pixels.
+    """
+    label = _label(name) if name else "The picture"
+    if isinstance(picture, Image.Image):
+        w, h = picture.size
+    else:
+        a = picture
+        if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+            raise ImageError(f"{label} must be an H×W×3 (RGB) or H×W (gray) uint8 array, "
+                             f"got shape {a.shape} and dtype {a.dtype}.")
+        h, w = a.shape[:2]
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{label} is only {w}×{h} pixels; images must be at least {MIN_SIDE}×{MIN_SIDE}.")
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{label} is {w}×{h} pixels ({_mp(w * h)}), more than the {_mp(MAX_PIXELS, '-')} limit.")
+    if isinstance(picture, Image.Image):
+        return _to_rgb(picture)
+    return Image.fromarray(np.ascontiguousarray(picture)).convert("RGB")
+
+
 def preprocess_image(
-    source: bytes | str | os.PathLike | BinaryIO,
+    source: PhotoSource,
     size: int = 64,
     channels: int = 3,
     name: str | None = None,
     *,
     image_size: int | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Turn a photo into the net's input.
+    """Turn a photo (a file, or a decoded picture such as a video frame) into the net's input.
 
     ``load_photo`` at ``image_size`` → ``images_to_tensor`` at ``size``. ``size`` is the net's
     input side; ``image_size`` is the side of the images the net was trained on (default: the
@@ -158,7 +195,7 @@ def preprocess_image(
 
     Returns the 1×C×``size``×``size`` float tensor in [0, 1] (``channels`` 3 = RGB, 1 = the
     training grayscale) and the ``image_size``×``image_size``×3 uint8 array the tensor was made
-    from, i.e. the photo as a training image. Raises ``ImageError`` for an unusable file.
+    from, i.e. the photo as a training image. Raises ``ImageError`` for an unusable file or picture.
     """
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")

@@ -54,28 +54,36 @@ SCHEDULES: dict[str, str] = {
     "onecycle": "one cycle: warm up over 25 % of the run, then cosine decay",
 }
 class _TurnLock:
-    """A first-come, first-served lock: runs in one process take turns step by step.
+    """A first-come, first-served gate: runs in one process take turns step by step.
 
     Two threads running torch ops at once each drive the whole intra-op thread pool, and on a
     small CPU they thrash: together they get far less done than one run alone. Taking turns
     per step gives each about half the machine instead (``bench/bench_sessions.py`` measures
-    runs sharing one server). FIFO order keeps one run from starving another.
+    runs sharing one server). FIFO order keeps one run from starving another. A process whose
+    steps each use only part of the cores lets ``slots`` steps run at once (the app: one
+    intra-op thread a step on 2 cores, two steps side by side; README, "Performance").
     """
+
+    slots = 1  # steps that may run at once
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._next_ticket = 0
-        self._serving = 0
+        self._serving = 0  # the next ticket to be let in
+        self._active = 0
 
     def __enter__(self) -> None:
         with self._cond:
             ticket = self._next_ticket
             self._next_ticket += 1
-            self._cond.wait_for(lambda: self._serving == ticket)
+            self._cond.wait_for(lambda: self._serving == ticket and self._active < self.slots)
+            self._serving += 1
+            self._active += 1
+            self._cond.notify_all()
 
     def __exit__(self, *exc: object) -> None:
         with self._cond:
-            self._serving += 1
+            self._active -= 1
             self._cond.notify_all()
 
 

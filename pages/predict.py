@@ -7,17 +7,19 @@ import streamlit as st
 from core.checkpoint import Checkpoint, CheckpointError, checkpoint_dir, list_checkpoints, load_checkpoint
 from core.explain import GRAD_CAM, GRADCAM_CODE, ExplainError, colorbar, enlarge, explain
 from core.inference import evaluate_checkpoint, predict_image
+from core.live import LivePredictor, SettingError
 from core.preprocess import ImageError, load_image
 from core.spec import default_spec
 from core.tensors import tensor_to_image
 from core.trainer import EpochEvent, Trainer, recipe
 from streamlit_app import (
-    IMAGE_TYPES, best_hand_dataset, data_dir, dataset_title, datasets_here, export_downloads, get_checkpoint,
-    get_dataset, get_peek, page_setup, plotting, show_error,
+    IMAGE_TYPES, LiveVideo, best_hand_dataset, data_dir, dataset_title, datasets_here, export_downloads,
+    get_checkpoint, get_dataset, get_peek, live_rtc_configuration, page_setup, plotting, show_error,
 )
 
 page_setup("Predict")
 go, _ = plotting()
+LIVE_REFRESH_S = 0.5  # how often the live answer beside the video is redrawn
 
 
 @st.cache_resource(show_spinner="Checking the uploaded checkpoint…", max_entries=4)
@@ -45,6 +47,79 @@ def photo_to_show(data: bytes, name: str):
     image = load_image(data, name, min_side=512)  # big JPEGs decode at a reduced scale
     image.thumbnail((1024, 1024))
     return image
+
+
+def probability_chart(probabilities: dict[str, float], label: str):
+    """The softmax probability of each class as bars, the predicted one in the accent colour."""
+    labels = list(probabilities)
+    values = [probabilities[k] for k in labels]
+    colors = ["#EE4C2C" if k == label else "#9ab" for k in labels]
+    fig = go.Figure(go.Bar(x=labels, y=values, marker_color=colors, text=[f"{v:.1%}" for v in values],
+                           textposition="outside"))
+    fig.update_layout(title="Probability of each class (softmax)", yaxis={"range": [0, 1.1], "tickformat": ".0%"},
+                      xaxis_title="class", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def live_mode(ckpt: Checkpoint, what: str) -> None:
+    """The webcam, predicted frame after frame: the video (with the square the net reads) on the
+    left, the answer on the right, redrawn while the video plays."""
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    try:
+        rtc = live_rtc_configuration()
+    except SettingError as e:
+        show_error(f"Live video can't start: {e}")
+        return
+    video, answer = st.columns([1, 1])
+    with video:
+        explain_live = st.toggle("Grad-CAM overlay", key="p_live_cam",
+                                 help="Colour the square by where the net finds evidence for the class it reads "
+                                      "(Grad-CAM; input-gradient saliency for the MLP). Costs a second pass "
+                                      "through the conv layers per frame.")
+        ctx = webrtc_streamer(
+            key="p_live", mode=WebRtcMode.SENDRECV, rtc_configuration=rtc,
+            media_stream_constraints={"video": True, "audio": False},
+            video_processor_factory=lambda: LiveVideo(LivePredictor(ckpt, explain_live)),
+            translations={"start": "Start live prediction", "stop": "Stop"},
+        )
+        st.caption(f"Show {what} inside the orange square: that is what the net reads. Frames go to this "
+                   "TorchLab server and nowhere else.")
+    processor = ctx.video_processor
+    if processor is not None:  # the page's choices reach the video thread from the next frame on
+        processor.predictor.configure(ckpt, explain_live)
+    with answer:
+        if not ctx.state.playing:
+            st.info("Press **Start live prediction** and allow the camera: the label and the bars follow your "
+                    "hand, frame after frame. No camera, or a browser without WebRTC? Use the **Camera** tab.",
+                    icon=":material/videocam:")
+            return
+        st.fragment(run_every=LIVE_REFRESH_S)(live_answer)(processor)
+
+
+def live_answer(processor: LiveVideo | None) -> None:
+    """The newest frame's answer, how fast frames are read, and what the net sees."""
+    result = processor.predictor.latest if processor is not None else None
+    if result is None:
+        error = processor.predictor.error if processor is not None else None
+        if error:
+            show_error(error)
+        else:
+            st.info("Waiting for the first frame…", icon=":material/hourglass_top:")
+        return
+    a, b, c = st.columns([1, 1, 1])
+    a.metric("Prediction", result.label, f"{result.confidence:.1%} confident", delta_color="off", delta_arrow="off")
+    b.metric("Frames per second", f"{result.fps:.1f}",
+             help="Frames the net has read per second over the last two seconds. When the net is slower than "
+                  "the camera, only the newest frame is read and the ones in between are skipped; while a "
+                  "training run computes, frames take turns with its steps and keep to a quarter of the time.")
+    c.image(result.seen, width=96, caption="What the net sees")
+    st.plotly_chart(probability_chart(result.probabilities, result.label), width="stretch", key="p_live_probs")
+    if result.method:
+        st.caption(f"Overlay: {result.method} for class {result.label}, bright = where the net found evidence for it.")
+    waited = f" · waited {result.waited * 1000:.0f} ms for its turn" if result.waited >= 0.001 else ""
+    st.caption(f"{result.seconds * 1000:.0f} ms per frame{waited} · {result.frames} frames read, {result.skipped} "
+               f"of {result.frames + result.skipped} skipped (stale, or yielding to a training run)")
 
 
 def look_inside(ckpt: Checkpoint, data: bytes, name: str, predicted: str) -> None:
@@ -149,15 +224,21 @@ with st.expander("Export this net: ONNX, weights only, or the full checkpoint", 
 # A SIGNS-style net reads finger counts; a net fine-tuned on the user's own classes reads those.
 fingers = tuple(ckpt.classes) == tuple(str(i) for i in range(6))
 what = "0–5 fingers" if fingers else ", ".join(ckpt.classes)
-tab_upload, tab_camera = st.tabs(["Upload a photo", "Camera"])
+tab_upload, tab_camera, tab_live = st.tabs(["Upload a photo", "Camera", "Live"], key="p_input", on_change="rerun")
 with tab_upload:
     photo = st.file_uploader(f"A photo of a hand showing {'' if fingers else 'one of: '}{what}", type=IMAGE_TYPES,
                              key="p_photo")
-with tab_camera:
-    snap = st.camera_input(f"Show {'' if fingers else 'one of: '}{what} to the camera", key="p_camera")
+with tab_camera:  # the snapshot camera: one still at a time, in every browser
+    snap = None if tab_live.open else st.camera_input(f"Show {'' if fingers else 'one of: '}{what} to the camera",
+                                                      key="p_camera")
+with tab_live:
+    if tab_live.open:
+        live_mode(ckpt, what)
 image_file = snap if snap is not None else photo
 
-if image_file is None:
+if tab_live.open:
+    pass  # the live tab shows its own answer
+elif image_file is None:
     st.info("Upload a photo or take one with the camera. Best results: one hand, fingers spread, plain background.",
             icon=":material/photo_camera:")
 else:
@@ -173,14 +254,7 @@ else:
                           f"{'gray' if ckpt.spec.in_channels == 1 else 'RGB'}")
         mid.metric("Prediction", pred.label, f"{pred.confidence:.1%} confident", delta_color="off",
                    delta_arrow="off")
-        labels = list(pred.probabilities)
-        values = [pred.probabilities[k] for k in labels]
-        colors = ["#EE4C2C" if k == pred.label else "#9ab" for k in labels]
-        fig = go.Figure(go.Bar(x=labels, y=values, marker_color=colors, text=[f"{v:.1%}" for v in values],
-                               textposition="outside"))
-        fig.update_layout(title="Probability of each class (softmax)", yaxis=dict(range=[0, 1.1], tickformat=".0%"),
-                          xaxis_title="class", height=340, margin=dict(l=10, r=10, t=40, b=10))
-        right.plotly_chart(fig, width="stretch", key="probs")
+        right.plotly_chart(probability_chart(pred.probabilities, pred.label), width="stretch", key="probs")
         look_inside(ckpt, image_file.getvalue(), image_file.name, pred.label)
 
 # --- the test split ----------------------------------------------------------------------------

@@ -6,16 +6,16 @@ import streamlit as st
 from core.checkpoint import EXPORT_WARNING, Checkpoint, CheckpointError, checkpoint_dir, export_full_model
 from core.inference import confusion_matrix
 from core.augment import AUGMENTATIONS
-from core.jobs import RUNNING, STOPPING, TrainingJob
+from core.jobs import RUNNING, STOPPING, Run, TrainingJob
 from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, finetune_recipe, recipe
 from streamlit_app import (
-    MAX_RUNS, current_dataset_key, current_spec, data_dir, dataset_peeks, dataset_title, datasets_here, device_options,
-    export_downloads, get_checkpoint, get_dataset, get_peek, newest_first, page_setup, plotting, runs,
-    saved_checkpoints, show_error,
+    current_dataset_key, current_spec, data_dir, dataset_peeks, dataset_title, datasets_here, device_options,
+    export_downloads, get_checkpoint, get_dataset, get_peek, newest_first, page_setup, plotting, run_from_url, runs,
+    saved_checkpoints, share_cores, show_error, show_run,
 )
 
-KEEP_MODELS = 4  # runs whose trained model stays in memory (to save or inspect); older keep curves only
 BATCH_SIZES = [0, 8, 16, 32, 64, 128, 256]
+CHART_POINTS = 500  # points per curve of the live loss chart at most (a long run's curve is sampled)
 
 START_LABELS = {"new": "a new net", "checkpoint": "a saved checkpoint"}
 MODE_LABELS = {"finetune": "fine-tune it on a data set", "resume": "continue its own training"}
@@ -74,8 +74,8 @@ def _new_trainer(start: str, spec, dataset, config: TrainConfig, ckpt: Checkpoin
 
 def _start_run(trainer: Trainer, dataset_key: str) -> None:
     spec, config = trainer.spec, trainer.config
-    number = st.session_state.get("run_counter", 0) + 1
-    st.session_state["run_counter"] = number
+    history = runs()
+    number = history.next_number()
     name = f"#{number} {spec.name}"
     if trainer.resumed_from:
         name += f" · continued from {trainer.resumed_from}"
@@ -86,55 +86,33 @@ def _start_run(trainer: Trainer, dataset_key: str) -> None:
         name += f" · L2 {config.weight_decay:g}"
     if spec.dropout:
         name += f" · drop {spec.dropout:g}"
-    job = TrainingJob(trainer, name, watched=_session_alive())
-    history = runs()
-    history.append({"name": name, "job": job, "spec": spec, "config": config, "dataset": dataset_key,
-                    "checkpoint": None, "note": trainer.head_note})
-    for old in history[:-1]:  # only the session's current run can resume: the others' training data can go
-        if old["job"] is not None and not old["job"].running:
-            old["job"].trainer.release_data()
-    for old in history[:-KEEP_MODELS]:  # free the models of old runs (and their exports), keep their curves
-        if old["job"] is not None:
-            old["history"], old["metrics"] = old["job"].history(), old["job"].trainer.final_metrics()
-            old["job"] = None
-            old.pop("export", None)
-            old.pop("eval", None)
-    del history[:-MAX_RUNS]
-    st.session_state["job"] = job
-    job.start()
+    run = history.add(Run(number, name, spec, config, dataset_key, note=trainer.head_note))
+    show_run(run)  # this session watches it (before it starts: an unwatched run stops itself)
+    share_cores()
+    run.start(trainer)
+    st.session_state["job"] = run.job
 
 
-def _session_alive():
-    """A check, safe from any thread, that this browser session is still connected."""
-    from streamlit.runtime import Runtime
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    if ctx is None or not Runtime.exists():  # AppTest and bare mode: no sessions to lose
-        return None
-    runtime, session_id = Runtime.instance(), ctx.session_id
-    return lambda: runtime.is_active_session(session_id)
-
-
-def _history(run: dict):
-    return run["job"].history() if run["job"] is not None else run["history"]
-
-
-def _metrics(run: dict) -> dict:
-    return run["job"].trainer.final_metrics() if run["job"] is not None else run["metrics"]
-
-
-def _curve_figures(run: dict) -> tuple[go.Figure, go.Figure]:
-    h = _history(run)
+def _curve_figures(run: Run) -> tuple[go.Figure, go.Figure]:
+    h = run.history()
     steps = go.Figure()
     losses = h.step_losses
-    steps.add_trace(go.Scattergl(y=losses, mode="lines", name="loss per step", line=dict(color="#9ab", width=1)))
-    if len(losses) > 5:  # a moving average makes the trend readable through mini-batch noise
-        k, smooth, acc = 0.9, [], losses[0]
-        for v in losses:
-            acc = k * acc + (1 - k) * v
-            smooth.append(acc)
-        steps.add_trace(go.Scattergl(y=smooth, mode="lines", name="smoothed", line=dict(color="#EE4C2C", width=2)))
+    # The smoothed curve is computed over every step; both are drawn at no more than CHART_POINTS
+    # evenly spaced steps, so a refresh costs the same at step 100 and at step 100,000 (README,
+    # "Performance"). SVG lines, not WebGL: a browser without a GPU renders WebGL in software.
+    smooth, acc = [], losses[0] if losses else 0.0
+    for v in losses:  # a moving average makes the trend readable through mini-batch noise
+        acc = 0.9 * acc + 0.1 * v
+        smooth.append(acc)
+    stride = max(1, -(-len(losses) // CHART_POINTS))
+    xs = list(range(0, len(losses), stride))
+    if losses and xs[-1] != len(losses) - 1:
+        xs.append(len(losses) - 1)
+    steps.add_trace(go.Scatter(x=xs, y=[losses[i] for i in xs], mode="lines", name="loss per step",
+                               line=dict(color="#9ab", width=1)))
+    if len(losses) > 5:
+        steps.add_trace(go.Scatter(x=xs, y=[smooth[i] for i in xs], mode="lines", name="smoothed",
+                                   line=dict(color="#EE4C2C", width=2)))
     steps.update_layout(title="Training loss per step", xaxis_title="step", yaxis_title="cross-entropy",
                         height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     epochs = make_subplots(rows=1, cols=2, subplot_titles=("Loss per epoch", "Accuracy per epoch"))
@@ -157,9 +135,19 @@ def _fmt_eta(seconds: float | None) -> str:
 
 
 spec = current_spec()
-job: TrainingJob | None = st.session_state.get("job")
-busy = job is not None and job.running
 st.title("Train")
+# The run this page shows: the one its URL names (a refresh, a second tab, a shared link), else this
+# session's current run; the URL is kept pointing at it.
+_linked, _gone = run_from_url()
+if _gone:
+    st.info("The run in this page's address is no longer on this server (the server restarted, or its tab "
+            "was closed long ago). Its checkpoint, if it was saved, is listed below and on Predict.",
+            icon=":material/info:")
+shown: Run | None = _linked or runs().current
+if shown is not None:
+    show_run(shown)
+job: TrainingJob | None = shown.job if shown is not None else None
+busy = job is not None and job.running
 
 # --- the recommended path: fine-tune the best SIGNS net on the user's own photos ---------------------
 signs_runs = [c for c in saved_checkpoints() if c.dataset_key == "signs" and c.error is None]
@@ -333,7 +321,8 @@ if b3.button("Resume", icon=":material/resume:", disabled=job is None or not job
 
 @st.fragment(run_every=1.0 if busy else None)
 def live_view() -> None:
-    job: TrainingJob | None = st.session_state.get("job")
+    run = runs().current
+    job = run.job if run is not None else None
     if job is None:
         st.info("Choose the settings and press **Start**. The curves draw themselves while the net trains — "
                 "you can visit other pages meanwhile.", icon=":material/info:")
@@ -345,10 +334,11 @@ def live_view() -> None:
         text += f" · {p.images_per_second:,.0f} images/s"
     if job.running:
         text += f" · {_fmt_eta(p.eta_seconds)}"
+    elif seconds := run.metrics().get("seconds"):
+        text += f" · trained in {seconds:.1f} s"
     st.progress(min(1.0, p.fraction), text=text)
-    run = next(r for r in runs() if r["job"] is job)
-    if run.get("note"):
-        st.caption(f"Fine-tuning {run['note']}.")
+    if run.note:
+        st.caption(f"Fine-tuning {run.note}.")
     if p.status in ("diverged", "failed"):
         show_error(p.message)
     steps_fig, epochs_fig = _curve_figures(run)
@@ -368,12 +358,11 @@ if history:
     st.subheader("Runs")
     table = []
     for r in history:
-        m = _metrics(r)
-        status = r["job"].status if r["job"] is not None else "finished"
+        m = r.metrics()
         table.append({
-            "run": r["name"], "status": status, "epochs": m.get("epochs", 0), "train acc": m.get("train_acc"),
-            "test acc": m.get("test_acc"), "seconds": m.get("seconds"), "saved as": r["checkpoint"] or "",
-            "settings": r["config"].describe(), "data": dataset_title(r["dataset"]),
+            "run": r.name, "status": r.status, "epochs": m.get("epochs", 0), "train acc": m.get("train_acc"),
+            "test acc": m.get("test_acc"), "seconds": m.get("seconds"), "saved as": r.checkpoint or "",
+            "settings": r.config.describe(), "data": dataset_title(r.dataset),
         })
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "train acc": st.column_config.ProgressColumn(
@@ -383,34 +372,34 @@ if history:
         "seconds": st.column_config.NumberColumn(format="%.1f"),
     })
 
-    names = [r["name"] for r in history]
+    names = [r.name for r in history]
     chosen = st.multiselect("Compare runs", names, default=names[-min(3, len(names)):],
                             help="Overlay the test accuracy and training loss of several runs.")
     if chosen:
         fig = make_subplots(rows=1, cols=2, subplot_titles=("Test accuracy", "Training loss (per epoch)"))
-        for i, r in enumerate(r for r in history if r["name"] in chosen):
-            h = _history(r)
+        for i, r in enumerate(r for r in history if r.name in chosen):
+            h = r.history()
             ep = [e.epoch for e in h.epochs]
             color = f"hsl({(i * 67) % 360},70%,45%)"
-            fig.add_trace(go.Scatter(x=ep, y=[e.test_acc for e in h.epochs], name=r["name"], mode="lines+markers",
-                                     line=dict(color=color), legendgroup=r["name"]), 1, 1)
-            fig.add_trace(go.Scatter(x=ep, y=[e.train_loss for e in h.epochs], name=r["name"], mode="lines",
-                                     line=dict(color=color), legendgroup=r["name"], showlegend=False), 1, 2)
+            fig.add_trace(go.Scatter(x=ep, y=[e.test_acc for e in h.epochs], name=r.name, mode="lines+markers",
+                                     line=dict(color=color), legendgroup=r.name), 1, 1)
+            fig.add_trace(go.Scatter(x=ep, y=[e.train_loss for e in h.epochs], name=r.name, mode="lines",
+                                     line=dict(color=color), legendgroup=r.name, showlegend=False), 1, 2)
         fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=1)
-        fig.update_xaxes(title_text="epoch", dtick=max(1, max(r["config"].epochs for r in history) // 8))
+        fig.update_xaxes(title_text="epoch", dtick=max(1, max(r.config.epochs for r in history) // 8))
         fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
         st.plotly_chart(fig, width="stretch", key="compare")
 
-    keep = [r for r in history if r["job"] is not None and not r["job"].running and r["job"].trainer.epoch > 0
-            and not r["job"].trainer.diverged]
+    keep = [r for r in history if r.job is not None and not r.job.running and r.job.trainer.epoch > 0
+            and not r.job.trainer.diverged]
     if keep:
         st.subheader("Save and inspect")
-        pick = st.selectbox("Run", [r["name"] for r in keep][::-1], key="t_pick")
-        run = next(r for r in keep if r["name"] == pick)
-        trainer = run["job"].trainer
+        pick = st.selectbox("Run", [r.name for r in keep][::-1], key="t_pick")
+        run = next(r for r in keep if r.name == pick)
+        trainer = run.job.trainer
         c1, c2 = st.columns([1, 1])
         with c1:
-            default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{run['spec'].arch}-{run['dataset']}-run{pick.split()[0][1:]}")
+            default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{run.spec.arch}-{run.dataset}-run{pick.split()[0][1:]}")
             st.session_state.setdefault(f"t_name_{pick}", default_name)
             fname = st.text_input("Checkpoint name", key=f"t_name_{pick}", help="Saved to the checkpoints folder; listed on Predict.")
             if st.button("Save checkpoint", type="primary", icon=":material/save:"):
@@ -418,15 +407,15 @@ if history:
                 path = checkpoint_dir() / f"{safe.removesuffix('.pt')}.pt"
                 try:
                     trainer.save(path)
-                    run["checkpoint"] = path.name
+                    run.checkpoint = path.name
                     st.session_state["t_saved"] = f"Saved `{path.name}` — pick it on the Predict page."
                     st.rerun()  # so the Runs table above shows where it was saved
                 except (OSError, CheckpointError) as e:
                     show_error(f"Not saved: {e}")
             if saved_message := st.session_state.pop("t_saved", None):
                 st.success(saved_message, icon=":material/check:")
-            if run["checkpoint"]:
-                path = checkpoint_dir() / run["checkpoint"]
+            if run.checkpoint:
+                path = checkpoint_dir() / run.checkpoint
                 if path.is_file():
                     st.download_button("Download checkpoint", path.read_bytes(), file_name=path.name,
                                        mime="application/octet-stream", icon=":material/download:")
@@ -439,14 +428,14 @@ if history:
             with st.expander("Export the whole pickled module (the tutorial's torch.save(model))"):
                 st.warning(EXPORT_WARNING, icon=":material/warning:")
                 if st.button("Prepare the pickled module"):
-                    run["export"] = export_full_model(trainer.model)
-                if run.get("export"):
-                    st.download_button("Download pickled module", run["export"],
+                    run.export = export_full_model(trainer.model)
+                if run.export:
+                    st.download_button("Download pickled module", run.export,
                                        file_name=f"{default_name}-full-module.pt", mime="application/octet-stream")
         with c2:
-            if run.get("eval_step") != trainer.step:  # evaluate once per state of the model, not per rerun
-                run["eval"], run["eval_step"] = trainer.evaluate_test(), trainer.step
-            result = run["eval"]
+            if run.eval_step != trainer.step or run.eval is None:  # once per state of the model, not per rerun
+                run.eval, run.eval_step = trainer.evaluate_test(), trainer.step
+            result = run.eval
             cm = confusion_matrix(trainer.y_test.cpu().numpy(), result.predictions.numpy(), len(trainer.dataset.classes))
             classes = list(trainer.dataset.classes)
             heat = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Reds", text=cm, texttemplate="%{text}",

@@ -210,6 +210,6 @@ def apps(steady_server):
     yield make
     for at in made:
         for run in state(at, "runs", []):
-            if run.get("job") is not None:
-                run["job"].stop(timeout=60)
+            if run.job is not None:
+                run.job.stop(timeout=60)
 

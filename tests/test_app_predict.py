@@ -78,7 +78,7 @@ def test_predict_a_photo(predict):
     at.run()
     _assert_prediction(at, tuple("012345"))
     captions = [c for im in at.image for c in im.captions]
-    assert "Your photo" in captions and "What the net sees: 64×64, gray" in captions
+    assert "Your photo" in captions and "What the net sees: 64×64, RGB" in captions
 
 
 def test_predict_from_the_camera(predict):
@@ -88,6 +88,18 @@ def test_predict_from_the_camera(predict):
     at.camera_input(key="p_camera").set_value(("snap.jpg", png, "image/jpeg"))  # AppTest wants a .jpg name
     at.run()
     _assert_prediction(at, tuple("012345"))
+
+
+def test_the_live_tab_refuses_a_malformed_ice_setting_with_a_message(predict, env):
+    # The Live tab itself needs a browser (WebRTC): tests/test_live.py and tests/e2e/test_live_webcam.py.
+    env.monkeypatch.setenv("TORCHLAB_ICE_SERVERS", "stun:stun.example.org")
+    at = predict
+    at.session_state["p_input"] = "Live"
+    at.run()
+    assert_clean(at)
+    assert errors(at) == [("Live video can't start: $TORCHLAB_ICE_SERVERS is not valid JSON (Expecting value at "
+                           'character 0); expected a list such as [{"urls": "stun:stun.example.org:3478"}]')]
+    assert not at.camera_input  # the snapshot camera is off while the Live tab is open
 
 
 def test_predict_every_image_of_the_corpus(predict):
@@ -200,7 +212,7 @@ def test_look_inside_a_photo_grad_cam_for_any_class_feature_maps_and_filters(pre
     assert any("**conv1** — 6×30×30" in m.value for m in at.markdown)
     assert any("**conv2** — 16×13×13" in m.value for m in at.markdown)
     assert any(e.captions == [f"ch {i}" for i in range(16)] for e in at.image)
-    assert any("6 filters of 1×5×5" in c.value for c in at.caption)
+    assert any("6 filters of 3×5×5" in c.value for c in at.caption)
     # "Why not 3?": another class gets its own map; the opacity changes the drawing.
     other = next(c for c in "012345" if c != predicted)
     why = next(s for s in at.selectbox if s.key and s.key.startswith("p_why_"))

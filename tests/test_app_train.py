@@ -1,6 +1,8 @@
 """The Train page."""
 from __future__ import annotations
 
+import time
+
 from streamlit.testing.v1 import AppTest
 
 from core.capture import CaptureSet
@@ -267,3 +269,96 @@ def test_the_webcam_augmentation_can_be_chosen_and_settings_survive_continuing_a
     config = job.trainer.config
     assert (config.augment, config.augmentation, config.epochs) == (True, "webcam", 1)
     assert isinstance(job.trainer.augment_config, type(job.trainer.augment_config)) and job.trainer.augment_config.clutter_p > 0
+
+
+# --- the run model: addressable runs, a session's history, the compute gate ----------------------------
+
+
+def _short_run(number: int, epochs: int = 1):
+    from core.jobs import Run
+
+    trainer = Trainer(MLP, load_dataset("synthetic"), TrainConfig(epochs=epochs, batch_size=256, augment=False))
+    return Run(number, f"#{number} MLP", MLP, trainer.config, "synthetic"), trainer
+
+
+def test_a_run_is_found_by_its_id_and_attaches_to_another_sessions_history():
+    from core.jobs import RunHistory, find_run
+
+    run, trainer = _short_run(1)
+    mine, other = RunHistory(), RunHistory()
+    mine.add(run)
+    run.start(trainer)
+    run.job.join(120)
+    assert find_run(run.id) is run and find_run("not-a-run") is None
+    assert other.attach(find_run(run.id)) is run
+    assert other.current is run and list(other) == [run] and mine.current is run  # one run, shown in both
+    assert run.status == "finished" and run.metrics()["epochs"] == 1
+
+
+def test_a_run_is_watched_while_any_session_showing_it_is_connected():
+    run, _ = _short_run(1)
+    assert run.watched()  # nobody registered (no server): nothing says it is unwatched
+    alive = {"a": True, "b": True}
+    run.watch("a", lambda: alive["a"])
+    run.watch("b", lambda: alive["b"])
+    alive["a"] = False  # the first tab was refreshed away: the second still shows it
+    assert run.watched()
+    alive["b"] = False
+    assert not run.watched()
+
+
+def test_a_run_history_keeps_a_running_run_and_lets_old_models_go():
+    from core.jobs import RunHistory
+
+    history = RunHistory(keep_runs=3, keep_models=2)
+    made = []
+    for n in range(1, 6):
+        run, trainer = _short_run(n)
+        history.add(run)
+        run.start(trainer)
+        run.job.join(120)
+        made.append(run)
+    assert [r.number for r in history] == [3, 4, 5] and history.current is made[-1]
+    assert [r.job is not None for r in history] == [False, True, True]  # curves only for the oldest
+    assert history[0].history().epochs and history[0].metrics()["epochs"] == 1
+    assert made[3].job.trainer.x_train.numel() == 0 and made[4].job.trainer.x_train.numel() > 0
+
+    long_run, trainer = _short_run(6, epochs=500)
+    history.add(long_run)
+    long_run.start(trainer)
+    try:
+        for n in range(7, 10):  # more runs than kept while #6 still trains: #6 is never let go of
+            history.add(_short_run(n)[0])
+        assert long_run in list(history) and long_run.job is not None and long_run.running
+    finally:
+        long_run.job.stop()
+
+
+def test_the_compute_gate_lets_as_many_steps_in_as_it_has_slots():
+    import threading
+
+    from core.trainer import _TurnLock
+
+    gate = _TurnLock()
+    gate.slots = 2
+    inside, entered = threading.Event(), []
+
+    def step(name: str) -> None:
+        with gate:
+            entered.append(name)
+            inside.wait(10)
+
+    first = [threading.Thread(target=step, args=(n,)) for n in ("a", "b")]
+    for t in first:
+        t.start()
+    third = threading.Thread(target=step, args=("c",))
+    deadline = time.monotonic() + 10
+    while len(entered) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    third.start()
+    time.sleep(0.2)
+    assert sorted(entered) == ["a", "b"]  # two at once; the third waits for a slot
+    inside.set()
+    for t in (*first, third):
+        t.join(10)
+    assert entered[-1] == "c"

@@ -20,7 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.trainer import TrainConfig, Trainer, TrainingDiverged
+from core.trainer import TrainConfig, Trainer
 from tests.conftest import make_tiny_dataset
 from tests.test_trainer import LENET_SPEC, MLP_SPEC, cfg
 

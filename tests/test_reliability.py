@@ -34,13 +34,12 @@ import torch
 
 from core.checkpoint import load_checkpoint
 from core.data import install_dataset_file
-from streamlit_app import MAX_RUNS
+from streamlit_app import KEEP_MODELS, MAX_RUNS
 from tests.apptest import assert_clean, button, errors, table, wait_for_job
 from tests.bad_input_corpus import hdf5_cases
 from tests.test_app_train import MLP, _train_page
 
 ROOT = Path(__file__).resolve().parent.parent
-KEEP_MODELS = 4  # pages/train.py's KEEP_MODELS (a page script: importing it would run it)
 RUNS = MAX_RUNS + 2
 
 
@@ -66,26 +65,26 @@ def test_run_history_is_bounded_and_old_runs_let_go_of_their_tensors(env, apps):
     first = at.session_state["runs"][0]
     button(at, "Prepare the pickled module").click()  # the tutorial's whole-module export: model-sized bytes
     at.run()
-    assert isinstance(first.get("export"), bytes) and len(first["export"]) > 100_000
+    assert isinstance(first.export, bytes) and len(first.export) > 100_000
 
     for n in range(2, RUNS + 1):
         _start_and_finish(at)
         history = at.session_state["runs"]
         assert len(history) == min(n, MAX_RUNS)
-        live = [r for r in history if r["job"] is not None]
+        live = [r for r in history if r.job is not None]
         assert len(live) == min(n, KEEP_MODELS)
-        assert live == history[-len(live):]  # the newest runs keep their models
+        assert live == list(history)[-len(live):]  # the newest runs keep their models
         current = at.session_state["job"]
-        assert current is history[-1]["job"]
+        assert current is history[-1].job
         for r in live[:-1]:  # no earlier run can resume: its training copy of the data is gone
-            assert r["job"].trainer.x_train.numel() == 0 and r["job"].trainer.y_train.numel() == 0, r["name"]
+            assert r.job.trainer.x_train.numel() == 0 and r.job.trainer.y_train.numel() == 0, r.name
         assert current.trainer.x_train.numel() > 0  # the current run keeps its data (Resume)
-        for r in history[:-KEEP_MODELS]:  # dropped: curves and figures only
-            assert {"export", "eval"}.isdisjoint(r), (r["name"], sorted(r))
-            assert len(r["history"].epochs) == 1 and r["metrics"]["epochs"] == 1
+        for r in list(history)[:-KEEP_MODELS]:  # dropped: curves and figures only
+            assert r.export is None and r.eval is None, r.name
+            assert len(r.history().epochs) == 1 and r.metrics()["epochs"] == 1
 
     history = at.session_state["runs"]
-    assert [r["name"].split()[0] for r in history] == [f"#{n}" for n in range(RUNS - MAX_RUNS + 1, RUNS + 1)]
+    assert [r.name.split()[0] for r in history] == [f"#{n}" for n in range(RUNS - MAX_RUNS + 1, RUNS + 1)]
     shown = table(at, "run")
     assert len(shown) == MAX_RUNS and set(shown["status"]) == {"finished"} and set(shown["epochs"]) == {1}
     assert_clean(at)
@@ -96,13 +95,13 @@ def test_a_kept_run_whose_data_was_released_still_saves_and_evaluates(env, apps)
     _start_and_finish(at)
     _start_and_finish(at)
     older = at.session_state["runs"][0]
-    trainer = older["job"].trainer
+    trainer = older.job.trainer
     assert trainer.x_train.numel() == 0  # released when run #2 started
-    at.selectbox(key="t_pick").set_value(older["name"])
+    at.selectbox(key="t_pick").set_value(older.name)
     at.run()
     assert_clean(at)
-    assert older["eval_step"] == trainer.step  # the confusion matrix was computed from its model
-    at.text_input(key=f"t_name_{older['name']}").set_value("older")
+    assert older.eval_step == trainer.step  # the confusion matrix was computed from its model
+    at.text_input(key=f"t_name_{older.name}").set_value("older")
     at.run()
     button(at, "Save checkpoint").click()
     at.run()
@@ -155,7 +154,7 @@ def test_the_checkpoint_name_field_saves_only_inside_the_checkpoint_dir(env, app
     env.monkeypatch.setenv("TORCHLAB_CHECKPOINT_DIR", str(env.ckpt))
     at = _short_mlp_page(apps)
     _start_and_finish(at)
-    field = f"t_name_{at.session_state['runs'][0]['name']}"
+    field = f"t_name_{at.session_state['runs'][0].name}"
     before = {p for p in Path("/etc").iterdir()}
     for typed, expected in CHECKPOINT_NAMES:
         at.text_input(key=field).set_value(typed)
@@ -187,14 +186,14 @@ def test_a_failed_save_from_the_page_keeps_the_previous_file(env, apps, monkeypa
     """The page's side of tests/test_checkpoint.py's interrupted-write tests."""
     at = _short_mlp_page(apps)
     _start_and_finish(at)
-    field = f"t_name_{at.session_state['runs'][0]['name']}"
+    field = f"t_name_{at.session_state['runs'][0].name}"
     at.text_input(key=field).set_value("keep")
     at.run()
     button(at, "Save checkpoint").click()
     at.run()
     previous = (env.ckpt / "keep.pt").read_bytes()
     _start_and_finish(at)  # a new run, saved under the same name: the new file would differ
-    newest = at.session_state["runs"][-1]["name"]
+    newest = at.session_state["runs"][-1].name
     at.selectbox(key="t_pick").set_value(newest)
     at.run()
     at.text_input(key=f"t_name_{newest}").set_value("keep")

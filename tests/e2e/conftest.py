@@ -121,15 +121,18 @@ def start_server(data_dir: Path, work_dir: Path) -> StreamlitServer:
     port = _free_port()
     checkpoints = work_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    threads = os.environ.get("TORCHLAB_TEST_THREADS", "1")
+    threads = os.environ.get("TORCHLAB_TEST_THREADS", "1")  # "app": as the app chooses (streamlit_app.share_cores)
     env = {
         **os.environ,
         "TORCHLAB_DATA_DIR": str(data_dir),
         "TORCHLAB_CHECKPOINT_DIR": str(checkpoints),
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
         "PYTHONUNBUFFERED": "1",
     }
+    if threads == "app":
+        env.pop("OMP_NUM_THREADS", None)
+        env.pop("MKL_NUM_THREADS", None)
+    else:
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     log_path = work_dir / "streamlit.log"
     log = open(log_path, "wb")
     cmd = [
