@@ -11,6 +11,7 @@ import io
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import av
 import numpy as np
@@ -86,8 +87,17 @@ def stream(ckpt, explain: bool = False) -> LiveVideo:
 
 
 def send(video: LiveVideo, *frames: av.VideoFrame) -> list[av.VideoFrame]:
-    """What streamlit-webrtc's stream thread does with the frames queued since the last call."""
-    return asyncio.run(video.recv_queued(list(frames)))
+    """What streamlit-webrtc's stream thread does with the frames queued since the last call (on a
+    thread of its own, as there: this one may already run an event loop, e.g. Playwright's)."""
+    with ThreadPoolExecutor(1) as worker:
+        return worker.submit(asyncio.run, video.recv_queued(list(frames))).result()
+
+
+@pytest.fixture(autouse=True)
+def one_step_at_a_time(monkeypatch):
+    """The turn tests hold one turn and expect a frame to wait: the gate as it is before the app
+    sizes it (an app test earlier in the process may have let two steps in at once)."""
+    monkeypatch.setattr(COMPUTE_TURNS, "slots", 1)
 
 
 # --- one stream ------------------------------------------------------------------------------------
