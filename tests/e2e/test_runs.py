@@ -52,7 +52,7 @@ def test_a_refresh_and_a_second_tab_reattach_to_the_live_run(app, new_page):
     step = wait_training(a, after_step=step)  # it went on from where it was, not from step 0
     assert run_id(a) == run
     wait_for(lambda: plot_points(a, "live_steps") > 0, 30, "the live loss chart after the refresh")
-    header, *rows = runs_table(a)
+    rows = wait_for(lambda: runs_table(a)[1:], 30, "the runs table's rows after the refresh")  # the grid fills late
     assert len(rows) == 1 and rows[0][0].startswith("#1 LeNet"), rows
 
     # A second tab (another browser context: another session) on that URL attaches to the same run.
