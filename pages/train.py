@@ -128,6 +128,12 @@ def _curve_figures(run: Run) -> tuple[go.Figure, go.Figure]:
     return steps, epochs
 
 
+def _stop(job: TrainingJob | None) -> None:
+    """The Stop button's callback: stop the run it was drawn for and wait for it (one step at most)."""
+    if job is not None:
+        job.stop()
+
+
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "estimating…"
@@ -299,7 +305,7 @@ else:
             f"other classes ({', '.join(peek.classes)}) than the checkpoint ({', '.join(ckpt.classes)}): it gets a "
             "new head for them."), icon=":material/info:")
 
-b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+b1, b2, _ = st.columns([1, 1, 4])  # Stop is drawn with the progress bar, in live_view
 quick = st.session_state.pop("t_quick", False)
 if b1.button("Start", type="primary", icon=":material/play_arrow:", disabled=busy, width="stretch") or quick:
     try:
@@ -311,10 +317,7 @@ if b1.button("Start", type="primary", icon=":material/play_arrow:", disabled=bus
         st.rerun()
     except (ValueError, RuntimeError) as e:
         show_error(f"Could not start: {e}")
-if b2.button("Stop", icon=":material/stop:", disabled=not busy, width="stretch"):
-    job.stop()
-    st.rerun()
-if b3.button("Resume", icon=":material/resume:", disabled=job is None or not job.can_resume, width="stretch"):
+if b2.button("Resume", icon=":material/resume:", disabled=job is None or not job.can_resume, width="stretch"):
     job.start()
     st.rerun()
 
@@ -336,7 +339,15 @@ def live_view() -> None:
         text += f" · {_fmt_eta(p.eta_seconds)}"
     elif seconds := run.metrics().get("seconds"):
         text += f" · trained in {seconds:.1f} s"
-    st.progress(min(1.0, p.fraction), text=text)
+    # Stop sits in this fragment, beside the progress it acts on (issue 16: Stop acts within one
+    # second). A click reruns the fragment alone: its callback stops the run (after the step under
+    # way) and the bar below is drawn stopped at once; the rest of the page follows (st.rerun below).
+    # From the row above, a click reran the whole page first (sidebar, settings: ~90 elements before
+    # the bar), which a loaded CPU and browser took up to 1.4 s to show (tests/e2e/test_stop.py).
+    stop_col, bar_col = st.columns([1, 5], vertical_alignment="center")
+    stop_col.button("Stop", icon=":material/stop:", disabled=not job.running, width="stretch", on_click=_stop,
+                    args=(job,))
+    bar_col.progress(min(1.0, p.fraction), text=text)
     if run.note:
         st.caption(f"Fine-tuning {run.note}.")
     if p.status in ("diverged", "failed"):
@@ -345,10 +356,8 @@ def live_view() -> None:
     a, b = st.columns(2)
     a.plotly_chart(steps_fig, width="stretch", key="live_steps")
     b.plotly_chart(epochs_fig, width="stretch", key="live_epochs")
-    if st.session_state.get("was_running") and not job.running:
-        st.session_state["was_running"] = False
-        st.rerun(scope="app")  # refresh the buttons once the run ends
-    st.session_state["was_running"] = job.running
+    if busy and not job.running:  # the buttons were drawn for a running job: refresh them once it ended
+        st.rerun(scope="app")
 
 
 live_view()

@@ -7,6 +7,7 @@ images, 3 classes) with small nets, so each test takes well under a second.
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ from torch import nn
 
 from core.checkpoint import CheckpointError
 from core.engine import make_optimizer, outside_autocast
-from core.jobs import DIVERGED, FAILED, FINISHED, READY, STOPPED, TrainingJob
+from core.jobs import DIVERGED, FAILED, FINISHED, READY, STOPPED, STOPPING, TrainingJob
 from core.spec import ModelSpec
 from core.trainer import (
     COMPUTE_TURNS,
@@ -577,6 +578,34 @@ def test_job_stops_mid_run_and_resumes_to_the_end(tiny_dataset):
 
     job.start()  # nothing left: stays finished, starts no thread
     assert job.status == FINISHED and not job.running
+
+
+def test_a_stop_asked_for_mid_epoch_ends_the_job_after_the_step_under_way(tiny_dataset):
+    """Stop is checked before every step, not once an epoch (issue 16: Stop acts within one second):
+    a stop asked for while a mid-epoch step is under way lets that step finish and starts no other."""
+    trainer = Trainer(MLP_SPEC, tiny_dataset, cfg(epochs=50, batch_size=4))  # 12 steps an epoch
+    per_epoch = len(trainer.batches)
+    target = per_epoch + 4  # the fifth step of the second epoch
+    inside, go_on = threading.Event(), threading.Event()
+
+    def hold(module, args):  # holds step `target` inside its forward pass until the stop is asked for
+        if module.training and trainer.step == target:
+            inside.set()
+            assert go_on.wait(60)
+
+    trainer.model.register_forward_pre_hook(hold)
+    job = TrainingJob(trainer, "stop-mid-epoch")
+    job.start()
+    assert inside.wait(60)
+    stopper = threading.Thread(target=job.stop)  # stop() waits for the run to end: from another thread
+    stopper.start()
+    wait_until(lambda: job.status == STOPPING and job._stop.is_set())
+    go_on.set()
+    stopper.join(60)
+    assert not stopper.is_alive() and not job.running and job.status == STOPPED
+    assert trainer.step == target + 1  # the step under way, and no other
+    assert trainer.epoch == 1 and not trainer.at_epoch_boundary  # mid-epoch: the epoch was not run out
+    assert len(job.history().step_losses) == target + 1  # its curve reaches the last step taken
 
 
 def test_concurrent_jobs_keep_separate_histories(make_tiny_dataset):
