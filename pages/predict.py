@@ -255,6 +255,8 @@ else:
         mid.metric("Prediction", pred.label, f"{pred.confidence:.1%} confident", delta_color="off",
                    delta_arrow="off")
         right.plotly_chart(probability_chart(pred.probabilities, pred.label), width="stretch", key="probs")
+        # A net trained on one set of photos misreads hands unlike them; the dependable remedy is the user's own.
+        right.page_link("pages/data.py", label="Wrong? Teach it your hand on the Data page", icon=":material/back_hand:")
         look_inside(ckpt, image_file.getvalue(), image_file.name, pred.label)
 
 # --- the test split ----------------------------------------------------------------------------

@@ -79,6 +79,9 @@ def test_predict_a_photo(predict):
     _assert_prediction(at, tuple("012345"))
     captions = [c for im in at.image for c in im.captions]
     assert "Your photo" in captions and "What the net sees: 64×64, RGB" in captions
+    # a wrong answer points to the remedy: the user's own photos
+    links = [(e.proto.page, e.proto.label) for e in at.get("page_link")]
+    assert any(page in ("data", "pages/data.py") and label.startswith("Wrong? Teach it your hand") for page, label in links), links
 
 
 def test_predict_from_the_camera(predict):
