@@ -193,7 +193,7 @@ def finetune(ckpt: Checkpoint, subset: Dataset, n: int, seed: int, freeze: str, 
     seconds = time.perf_counter() - t0
     out = score(trainer.model, x_test.to(trainer.device), y_test.to(trainer.device), subset.classes)
     return {"shots": n, "seed": seed, "freeze": freeze, "seconds": seconds, "steps": trainer.step,
-            "trainable_parameters": trainer.trainable_parameters, "precision": str(trainer.autocast_dtype or "fp32"),
+            "trainable_parameters": trainer.trainable_parameters, "precision": str(trainer.engine.autocast_dtype or "fp32"),
             "recipe": config.describe(), **out}
 
 

@@ -16,7 +16,7 @@ backdrops, blur, JPEG) are computed only for the share of images that get them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +72,9 @@ class AugmentConfig:
 # (other people's hands, never trained on) and on SIGNS' test set under generated conditions by
 # bench/bench_robustness.py. Gentler on the hand than on its surroundings: cropping around the
 # hand in every image, mirroring, or relighting the hand cost clean SIGNS accuracy for no gain on
-# real photos.
+# real photos. Re-measured within ``mixed`` (README, "Robustness"): mirroring this part, tighter
+# hand framing, or black bars such as padded webcam crops show traded SIGNS accuracy for gains on
+# real photos within seed noise.
 WEBCAM = AugmentConfig(
     hand_crop_p=0.5,
     tone=0.2,
@@ -109,6 +111,8 @@ AUGMENTATIONS: dict[str, str] = {
               "reads more webcam photos of other hands, a few points lower on SIGNS itself",
     "mixed": "webcam in 70 % of each batch, standard in the rest: reads nearly as many webcam photos "
              "as webcam, and clean SIGNS-like photos about as well as standard",
+    "mirrored": "standard, and half the images mirrored left-right (either hand): the fine-tuning recipe's, "
+                "for a few photos of a hand",
 }
 
 
@@ -120,13 +124,17 @@ def augment_for(arch: str, preset: str = "standard") -> AugmentConfig | MixedAug
     swapped in 80 % of the ResNet's images (better than 65 % for it on other walls). ``webcam`` is
     :data:`WEBCAM` for every net. ``mixed`` gives :data:`WEBCAM` to 70 % of each batch and the net's
     ``standard`` to the rest (:class:`MixedAugment`; shares of 0.3 and 0.5 were measured too). ``bench/bench_robustness.py`` measures them
-    (README, "Robustness").
+    (README, "Robustness"). ``mirrored`` is the net's ``standard`` with ``mirror=True``: what
+    :func:`core.trainer.finetune_recipe` trains a few photos with (``bench/bench_finetune.py``;
+    README, "Fine-tuning").
     """
     if preset == "webcam":
         return WEBCAM
     if preset not in AUGMENTATIONS:
         raise ValueError(f"augmentation must be one of {', '.join(AUGMENTATIONS)}; got {preset!r}")
     standard = AugmentConfig(background_p=0.8) if arch == "resnet50" else AugmentConfig()
+    if preset == "mirrored":
+        return replace(standard, mirror=True)
     return MixedAugment(standard, WEBCAM, 0.7) if preset == "mixed" else standard
 
 

@@ -796,18 +796,21 @@ class Trainer:
 def finetune_recipe(arch: str, n_train: int | None = None) -> TrainConfig:
     """The recipe for a run that starts from a checkpoint (every setting can still be overridden).
 
-    Adam 1e-3 at a constant rate, no weight decay, augmentation on, 30 epochs of full batches
+    Adam 1e-3 at a constant rate, no weight decay, the ``mirrored`` augmentation (``standard`` with
+    half the images mirrored: a hand is shown as a left or a right one), 60 epochs of full batches
     (batches of 64 once there are more than 64 training images, given ``n_train``). Chosen by
-    measurement: the SIGNS LeNet fine-tuned on 5 and 10 photos per class of other people's hands
-    and tested on 349 more (README, "Fine-tuning"); 60 or 120 epochs, Adam 3e-4 or 3e-3, batches
-    of 16, a cosine schedule and weight decay were no better, and without augmentation it was
-    3–6 points worse. The same recipe serves every net: only the LeNet case was measured.
+    measurement (``bench/bench_finetune.py``; README, "Fine-tuning"): the SIGNS LeNet fine-tuned on
+    5 and 10 photos per class of other people's hands and tested on 349 more. Mirroring and the
+    longer run each helped; more epochs without mirroring, other learning rates, batches of 16, a
+    cosine schedule, weight decay, the ``webcam`` or ``mixed`` augmentation, stronger geometric
+    jitter or no backdrop swap did not, and no augmentation was worse. The same recipe
+    serves every net: only the LeNet case was measured.
     """
     if arch not in ARCHS:
         raise ConfigError(f"no recipe for architecture {arch!r}")
     batch = 64 if n_train is not None and n_train > 64 else 0
     return TrainConfig(optimizer="adam", lr=0.001, weight_decay=0.0, schedule="constant", batch_size=batch,
-                       epochs=30, augment=True)
+                       epochs=60, augment=True, augmentation="mirrored")
 
 
 def spec_differences(saved: ModelSpec, asked: ModelSpec) -> list[str]:

@@ -9,7 +9,7 @@ from core.capture import CaptureSet
 from core.checkpoint import load_checkpoint
 from core.data import load_dataset
 from core.spec import ModelSpec, default_spec
-from core.trainer import TrainConfig, Trainer
+from core.trainer import TrainConfig, Trainer, finetune_recipe
 from tests.apptest import assert_clean, button, disabled, errors, hand_photo, plotly_keys, table, wait_for_job
 from tests.test_app_predict import check_exports, quiet_exporter, record_downloads
 
@@ -181,7 +181,9 @@ def test_finetune_a_checkpoint_on_own_classes_with_the_last_layers_only(env, app
     at.selectbox(key="t_dataset").set_value("my-hand")
     at.run()
     # The fine-tuning recipe is in the widgets, and the page says what happens to the head.
-    assert at.number_input(key="t_epochs").value == 30 and at.number_input(key="t_lr").value == 0.001
+    ft = finetune_recipe("mlp")
+    assert at.number_input(key="t_epochs").value == ft.epochs and at.number_input(key="t_lr").value == ft.lr
+    assert at.selectbox(key="t_augmentation").value == "mirrored"
     assert any("new head" in i.value and "paper, rock" in i.value for i in at.info)
     at.number_input(key="t_epochs").set_value(3)
     at.run()
@@ -218,7 +220,8 @@ def test_one_click_finetunes_the_best_signs_net_on_the_newest_own_set(env, apps)
     job = at.session_state["job"]
     assert job.status == "finished", job.message
     assert job.trainer.init_from["file"] == "weak-signs.pt" and not job.trainer.new_head  # 0–5: the head stays
-    assert job.trainer.config.epochs == 30 and job.trainer.dataset.key == "my-hand"
+    assert job.trainer.config.epochs == finetune_recipe("mlp").epochs and job.trainer.dataset.key == "my-hand"
+    assert job.trainer.config.augmentation == "mirrored"  # the fine-tuning recipe, not a new net's
     assert any("keeps the checkpoint's head" in c.value for c in at.caption)
 
 

@@ -294,5 +294,20 @@ def test_the_mixed_preset_is_webcam_in_70_percent_of_each_batch_over_each_nets_s
     assert augment_for("lenet") == AugmentConfig() and augment_for("resnet50") == AugmentConfig(background_p=0.8)
     assert augment_for("lenet", "webcam") is WEBCAM
     TrainConfig(augmentation="mixed").validate()
-    with pytest.raises(ValueError, match="augmentation must be one of standard, webcam, mixed"):
+    with pytest.raises(ValueError, match="augmentation must be one of standard, webcam, mixed, mirrored"):
         augment_for("lenet", "heavy")
+
+
+def test_the_mirrored_preset_is_each_nets_standard_with_mirroring() -> None:
+    from core.trainer import TrainConfig
+
+    for arch in ("lenet", "resnet50"):
+        assert augment_for(arch, "mirrored") == replace(augment_for(arch), mirror=True)
+    TrainConfig(augmentation="mirrored").validate()
+    # It mirrors: some images of a batch come out as their left-right flip (nothing else changes).
+    x = torch.rand(64, 3, 16, 16)
+    cfg = replace(augment_for("lenet", "mirrored"), scale=(1.0, 1.0), shift=0.0, rotate_deg=0.0, background_p=0.0,
+                  brightness=0.0, contrast=0.0, color=0.0)
+    y = augment_batch(x, gen(), cfg)
+    flipped = [torch.allclose(y[i], x[i].flip(-1), atol=1e-5) for i in range(64)]
+    assert 10 < sum(flipped) < 54

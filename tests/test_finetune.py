@@ -165,6 +165,17 @@ def test_the_finetune_recipe_is_a_valid_config_for_any_number_of_photos():
         finetune_recipe("vgg")
 
 
+def test_the_finetune_recipe_mirrors_the_few_photos_for_60_epochs():
+    # A user shows a left or a right hand, and a selfie view is mirrored: measured 3.5–6 points
+    # more on webcam-hands with 5–10 photos per class than 30 unmirrored epochs (bench/bench_finetune.py).
+    from core.augment import augment_for
+
+    for arch in ("mlp", "lenet", "resnet50"):
+        config = finetune_recipe(arch)
+        assert config.augment and config.augmentation == "mirrored" and config.epochs == 60
+        assert augment_for(arch, config.augmentation).mirror
+
+
 # --- freezing ----------------------------------------------------------------------------------
 
 
