@@ -42,6 +42,12 @@ KEEP_MODELS = 4  # runs whose trained model stays in memory (to save or inspect)
 
 # --- start-up ----------------------------------------------------------------------------------
 
+# A training thread gives the GIL up at every torch op and waits to get it back whenever a page
+# script or the server holds it, by default up to 5 ms each time: a fragment drawing the live chart
+# then slowed training by more than the work it did itself. A shorter switch interval hands the GIL
+# back in time (README, "Performance").
+sys.setswitchinterval(0.0005)
+
 # Importing torch and the nets takes about 1.5 s, which the Overview does not need: they load in a
 # background thread once the first page has rendered, so that page comes at once and the others
 # find them ready. A page that imports them sooner simply waits on Python's import lock.

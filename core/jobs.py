@@ -8,6 +8,7 @@ the Train page puts it in its URL, so a refreshed tab or a second one re-attache
 """
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import uuid
@@ -263,6 +264,10 @@ class RunHistory:
         if excess > 0:
             dropped = [r for r in self.runs if r is not run and not r.running][:excess]
             self.runs = [r for r in self.runs if r not in dropped]
+        # What was let go of sits in reference cycles (a job and its run point at each other): give
+        # its memory back now, once per new run. (The app turns off Streamlit's collection after
+        # every script run, which held the GIL from training once a second.)
+        gc.collect()
         return run
 
     def attach(self, run: Run) -> Run:
