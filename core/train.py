@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 = gray input, 3 = RGB")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction)
     p.add_argument("--augmentation", choices=list(AUGMENTATIONS),
-                   help="default: the recipe's (LeNet mixed, other nets standard); standard: best on SIGNS; "
-                        "webcam: reads more webcam photos of other hands; mixed: webcam on 70 %% of each batch")
+                   help="default: the recipe's (LeNet mixed, other nets standard, mirrored with --init-from); "
+                        "standard: best on SIGNS; webcam: reads more webcam photos of other hands; mixed: webcam "
+                        "on 70 %% of each batch; mirrored: standard with half the images mirrored")
     p.add_argument("--batch-size", type=int, help="0 = full batch")
     p.add_argument("--epochs", type=int, help="with --resume: more than the run's own extends a finished run")
     p.add_argument("--seed", type=int)
