@@ -128,12 +128,6 @@ def _curve_figures(run: Run) -> tuple[go.Figure, go.Figure]:
     return steps, epochs
 
 
-def _stop(job: TrainingJob | None) -> None:
-    """The Stop button's callback: stop the run it was drawn for and wait for it (one step at most)."""
-    if job is not None:
-        job.stop()
-
-
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "estimating…"
@@ -339,14 +333,12 @@ def live_view() -> None:
         text += f" · {_fmt_eta(p.eta_seconds)}"
     elif seconds := run.metrics().get("seconds"):
         text += f" · trained in {seconds:.1f} s"
-    # Stop sits in this fragment, beside the progress it acts on (issue 16: Stop acts within one
-    # second). A click reruns the fragment alone: its callback stops the run (after the step under
-    # way) and the bar below is drawn stopped at once; the rest of the page follows (st.rerun below).
-    # From the row above, a click reran the whole page first (sidebar, settings: ~90 elements before
-    # the bar), which a loaded CPU and browser took up to 1.4 s to show (tests/e2e/test_stop.py).
+    # Stop sits in this fragment, beside the progress it acts on: a click reruns the fragment alone,
+    # its callback stops the run (after the step under way) and the bar is drawn stopped at once; the
+    # rest of the page follows (st.rerun below). From outside the fragment a click reran the whole
+    # page first, which a loaded machine took over a second to show (README, "What TorchLab accepts").
     stop_col, bar_col = st.columns([1, 5], vertical_alignment="center")
-    stop_col.button("Stop", icon=":material/stop:", disabled=not job.running, width="stretch", on_click=_stop,
-                    args=(job,))
+    stop_col.button("Stop", icon=":material/stop:", disabled=not job.running, width="stretch", on_click=job.stop)
     bar_col.progress(min(1.0, p.fraction), text=text)
     if run.note:
         st.caption(f"Fine-tuning {run.note}.")
