@@ -30,8 +30,22 @@ How it is drawn and timed, so the figures can be reproduced and read:
   shared.
 
     python bench/bench_finetune.py [--checkpoint PATH] [--data-dir DIR] [--hands PATH] [--shots 5 10]
-        [--draws 5] [--freeze features none] [--threads 1] [--device auto] [--save-base PATH]
+        [--draws 5] [--by-capture] [--all-photos] [--freeze features none] [--threads 1] [--device auto] [--save-base PATH]
         [--base-channels 1|3] [--base-augmentation PRESET] [--base-epochs N] [--json out.json]
+
+Two more measures, each off by default:
+
+* ``--by-capture``: one person teaching their own hand, as the app's Data page is used. webcam-hands'
+  file names start with the capture they came from (the part before ``_pic``: mostly one person in
+  one room, a few captures mix several). A capture's classes are those with at least n + 2 photos for
+  the largest n asked for (so every n sees the same classes); captures with 4 or more such classes
+  count. Their train and test photos are pooled, n per class are drawn (seeded as above, one more
+  to watch the run) and fine-tuned on, and the net is scored on that capture's other photos of
+  those classes, read as one of all the base net's classes. Photos of one capture
+  are frames of one sitting, so they look alike: the score says how well the net learns one
+  hand in one room, not how it reads strangers.
+* ``--all-photos``: the ceiling: fine-tuned on every photo of webcam-hands' train split (all
+  layers, the recipe's epochs) and scored on its test split, once.
 
 Prints one table and writes every raw figure (per draw) as JSON (default bench/results/finetune.json).
 Exit status 2, with one line saying what is missing, when the data or the checkpoint cannot be used.
@@ -59,7 +73,9 @@ from core.augment import AUGMENTATIONS  # noqa: E402
 from core.checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint  # noqa: E402
 from core.data import Dataset, DatasetError, load_dataset, resolve_data_dir  # noqa: E402
 from core.device import DEVICES, DeviceError, describe_device, pick_device  # noqa: E402
+from core.folders import IMAGE_EXTENSIONS  # noqa: E402
 from core.nets import FREEZE  # noqa: E402
+from core.preprocess import load_photo  # noqa: E402
 from core.spec import default_spec  # noqa: E402
 from core.tensors import images_to_tensor  # noqa: E402
 from core.trainer import EpochEvent, Trainer, evaluate, finetune_recipe, recipe  # noqa: E402
@@ -162,6 +178,45 @@ def draw(hands: Dataset, n: int, seed: int) -> tuple[Dataset, list[int]]:
     return subset, train
 
 
+def load_captures(path: Path, ckpt: Checkpoint) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """webcam-hands' photos grouped by capture (the file-name part before ``_pic``), train and test
+    pooled, each read by ``core.preprocess.load_photo`` at the base net's training size: capture →
+    (images, labels in the checkpoint's class order). Files without a capture prefix are left out."""
+    by: dict[str, tuple[list[np.ndarray], list[int]]] = {}
+    for split in ("train", "test"):
+        for cls in ckpt.classes:
+            folder = path / split / cls
+            for f in sorted(folder.iterdir()) if folder.is_dir() else ():
+                if f.suffix.lower() not in IMAGE_EXTENSIONS or "_pic" not in f.name:
+                    continue
+                xs, ys = by.setdefault(f.name.split("_pic")[0], ([], []))
+                xs.append(load_photo(f, ckpt.train_image_size, name=f.name))
+                ys.append(ckpt.classes.index(cls))
+    return {c: (np.stack(xs), np.array(ys, dtype=np.int64)) for c, (xs, ys) in sorted(by.items())}
+
+
+def draw_capture(x: np.ndarray, y: np.ndarray, n: int, seed: int, classes: tuple[str, ...], name: str,
+                 need: int) -> tuple[Dataset, np.ndarray, np.ndarray] | None:
+    """From one capture's photos, for each class with ``need`` photos or more: ``n`` to train on
+    and one to watch the run (a data set), and the rest to score on. None when fewer than 4 classes
+    have that many."""
+    rng = np.random.default_rng(seed)
+    train, monitor, rest = [], [], []
+    for c in range(len(classes)):
+        perm = rng.permutation(np.flatnonzero(y == c))
+        if len(perm) < need:
+            continue
+        monitor.append(perm[0])
+        train += list(perm[1 : n + 1])
+        rest += list(perm[n + 1 :])
+    if len(monitor) < 4:
+        return None
+    subset = Dataset(key=f"capture-{name}-{n}x{seed}", title=f"capture {name}, {n} per class (draw {seed})",
+                     classes=classes, x_train=x[train], y_train=y[train], x_test=x[monitor], y_test=y[monitor],
+                     source=f"webcam-hands capture {name}", kind="folder")
+    return subset, x[rest], y[rest]
+
+
 # --- scoring ----------------------------------------------------------------------------------------
 
 
@@ -238,6 +293,58 @@ def print_table(base: dict[str, Any], rows: list[dict[str, Any]], classes: tuple
               f"{r['seconds_median']:>8.2f}s  {per_class(r['per_class_mean'])}")
 
 
+def by_capture(ckpt: Checkpoint, hands_path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Fine-tune on n photos of one capture and score on its other photos, per capture and draw."""
+    t0 = time.perf_counter()
+    captures = load_captures(hands_path, ckpt)
+    print(f"{sum(len(y) for _, y in captures.values())} photos in {len(captures)} captures "
+          f"(loaded in {time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    freeze = args.freeze[0]
+    rows: list[dict[str, Any]] = []
+    for name, (x, y) in captures.items():
+        for n in args.shots:
+            accs, scored, n_classes = [], 0, 0
+            for seed in range(args.draws):
+                drawn = draw_capture(x, y, n, seed, ckpt.classes, name, max(args.shots) + 2)
+                if drawn is None:
+                    break
+                subset, x_rest, y_rest = drawn
+                xt = images_to_tensor(torch.from_numpy(x_rest), ckpt.spec.in_channels, ckpt.spec.input_size)
+                r = finetune(ckpt, subset, n, seed, freeze, args.device, xt, torch.from_numpy(y_rest))
+                accs.append(r["accuracy"])
+                scored, n_classes = len(y_rest), len(set(subset.y_train.tolist()))
+            if accs:
+                rows.append({"capture": name, "shots": n, "freeze": freeze, "classes": n_classes, "scored": scored,
+                             "accuracies": accs, "accuracy_mean": statistics.fmean(accs)})
+                print(f"  capture {name:<16} {n:2d}/class {n_classes} classes: {statistics.fmean(accs):.1%} "
+                      f"of {scored}", file=sys.stderr)
+    return {"freeze": freeze, "draws": args.draws, "rows": rows}
+
+
+def print_captures(captures: dict[str, Any]) -> None:
+    rows = captures["rows"]
+    shots = sorted({r["shots"] for r in rows})
+    print(f"\nOne person's hand: fine-tuned on n photos per class of one capture, scored on its other photos "
+          f"(freeze {captures['freeze']}, {captures['draws']} draws; mean (min–max))")
+    print(f"{'capture':<18} " + " ".join(f"{f'n={n}: classes, scored, accuracy':>40}" for n in shots))
+    names = list(dict.fromkeys(r["capture"] for r in rows))
+    for name in names:
+        cells = []
+        for n in shots:
+            r = next((r for r in rows if r["capture"] == name and r["shots"] == n), None)
+            cells.append(f"{'—':>40}" if r is None else
+                         f"{r['classes']:>9} {r['scored']:>7} {r['accuracy_mean']:>9.1%} "
+                         f"({min(r['accuracies']):.0%}–{max(r['accuracies']):.0%})".rjust(40))
+        print(f"{name:<18} " + " ".join(cells))
+    for n in shots:
+        rs = [r for r in rows if r["shots"] == n]
+        if rs:
+            pooled = sum(r["accuracy_mean"] * r["scored"] for r in rs) / sum(r["scored"] for r in rs)
+            print(f"n={n}: {len(rs)} captures, mean of captures {statistics.fmean(r['accuracy_mean'] for r in rs):.1%} "
+                  f"(lowest {min(r['accuracy_mean'] for r in rs):.1%}, highest {max(r['accuracy_mean'] for r in rs):.1%}), "
+                  f"over all {sum(r['scored'] for r in rs)} photos scored {pooled:.1%}")
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Atomically: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +366,10 @@ def main() -> int:
     p.add_argument("--base-augmentation", choices=list(AUGMENTATIONS), default="standard",
                    help="the base net trained here: augmentation preset")
     p.add_argument("--base-epochs", type=int, help="the base net trained here: epochs (default: the recipe's)")
+    p.add_argument("--by-capture", action="store_true",
+                   help="also: one person's hand — fine-tune on n photos of one capture, score on its other photos")
+    p.add_argument("--all-photos", action="store_true",
+                   help="also: the ceiling — fine-tune all layers on every webcam-hands train photo")
     p.add_argument("--json", default=str(RESULTS / "finetune.json"))
     args = p.parse_args()
     if args.draws < 1 or args.threads < 1 or any(n < 1 for n in args.shots):
@@ -308,6 +419,12 @@ def main() -> int:
                       f"(w/o 3 {_pct(r['accuracy_without_3'])})  {r['seconds']:.2f}s", file=sys.stderr)
     rows = [summarise([r for r in runs if r["shots"] == n and r["freeze"] == f], hands.classes)
             for n in args.shots for f in args.freeze]
+    captures = by_capture(ckpt, hands_path, args) if args.by_capture else None
+    ceiling = None
+    if args.all_photos:
+        ceiling = finetune(ckpt, hands, len(hands.x_train), 0, "none", args.device, x_test, y_test)
+        print(f"  all {len(hands.x_train)} train photos, freeze none: {ceiling['accuracy']:.1%} "
+              f"in {ceiling['seconds']:.0f}s", file=sys.stderr)
     total = time.perf_counter() - t_start
     load_end = os.getloadavg()
 
@@ -328,6 +445,13 @@ def main() -> int:
           f"accuracy in %; s median: Trainer built + run, median over draws.\nParameters trained — {trains} (of "
           f"{sum(p.numel() for p in ckpt.model.parameters()):,}). Total {total:.0f}s, load average at end {load_end[0]:.2f}.")
 
+    if ceiling is not None:
+        print(f"\nThe ceiling — every one of the {len(hands.x_train)} train photos, all layers, {ceiling['recipe']}: "
+              f"{_pct(ceiling['accuracy'])} of the {len(hands.x_test)} test photos (w/o 3 {_pct(ceiling['accuracy_without_3'])}), "
+              f"{ceiling['seconds']:.0f}s")
+    if captures is not None:
+        print_captures(captures)
+
     out = Path(args.json)
     write_json(out, {
         "machine": machine, "threads": args.threads, "cpus": os.cpu_count(), "device": str(device),
@@ -340,7 +464,7 @@ def main() -> int:
         "draw": "numpy default_rng(seed).permutation per class of the train photos in load order; first is the "
                 "Trainer's per-epoch test photo, the next n are trained on",
         "warm_up": f"one untimed fine-tune ({min(args.shots)}/class, draw 0, freeze {args.freeze[0]}) first",
-        "rows": rows, "runs": runs,
+        "rows": rows, "runs": runs, "by_capture": captures, "all_photos": ceiling,
     })
     print(f"wrote {out}")
     return 0
