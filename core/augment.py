@@ -15,6 +15,7 @@ backdrops, blur, JPEG) are computed only for the share of images that get them.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -149,61 +150,100 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator,
     """
     if isinstance(cfg, MixedAugment):
         return _augment_mixed(x, generator, cfg)
-    n, c = x.shape[:2]
+    n, c, h, w = x.shape
     dev, dt = x.device, x.dtype
 
-    def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return _uniform(generator, x, lo, hi, *shape)
+    # Every per-image value of the warp and the keying in one draw, in this order: zoom, tilt, mirror,
+    # shift; the hand framing's margin, height, sideways jitter and whether an image is framed; the
+    # hand's relighting.
+    ranges = {"zoom": cfg.scale, "angle": (-cfg.rotate_deg, cfg.rotate_deg)}
+    if cfg.mirror:
+        ranges["flip"] = (0, 1)
+    ranges["shift"] = (-cfg.shift, cfg.shift, 2)
+    if cfg.hand_crop_p > 0:
+        ranges |= {"margin": cfg.hand_crop_margin, "top": (0.7, 1.0), "jitter": (-0.15, 0.15), "framed": (0, 1)}
+    if cfg.hand_light > 0:
+        ranges["hand_light"] = (-cfg.hand_light, cfg.hand_light, 1, 1, 1)
+    v = dict(zip(ranges, _uniforms(generator, x, n, *ranges.values())))
 
-    zoom = uniform(*cfg.scale, n)
-    angle = uniform(-cfg.rotate_deg, cfg.rotate_deg, n) * (math.pi / 180)
-    flip = torch.where(uniform(0, 1, n) < 0.5, -1.0, 1.0).to(dt) if cfg.mirror else torch.ones(n, device=dev, dtype=dt)
-    shift = uniform(-cfg.shift, cfg.shift, n, 2) * 2  # grid coordinates span [-1, 1]
+    zoom, angle = v["zoom"], v["angle"] * (math.pi / 180)
+    flip = torch.where(v["flip"] < 0.5, -1.0, 1.0).to(dt) if cfg.mirror else torch.ones(n, device=dev, dtype=dt)
+    shift = v["shift"] * 2  # grid coordinates span [-1, 1]
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
     )  # N, 2, 3: output pixel → where to sample in the input
     if cfg.background_p > 0 or cfg.hand_light > 0 or cfg.hand_crop_p > 0:
         wall = _wall_colour(x)
-        distance = (x - wall).abs().amax(dim=1, keepdim=True)  # N, 1, H, W: how far from the wall colour
+        distance = (x - wall).abs_().amax(dim=1, keepdim=True)  # N, 1, H, W: how far from the wall colour
         if cfg.hand_crop_p > 0:
-            framed = _hand_frame(distance >= cfg.background_key, generator, cfg, angle, flip)
-            theta = torch.where((uniform(0, 1, n) < cfg.hand_crop_p).view(n, 1, 1), framed, theta)
-        x = _swap_background(x, wall, distance, generator, cfg)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            framed = _hand_frame(distance >= cfg.background_key, angle, flip, v["margin"], v["top"], v["jitter"])
+            theta = torch.where((v["framed"] < cfg.hand_crop_p).view(n, 1, 1), framed, theta)
+        gain = torch.exp(v["hand_light"]) if cfg.hand_light > 0 else None
+        x = _swap_background(x, wall, distance, generator, cfg, gain)
     # Border padding repeats the background instead of inventing black corners SIGNS never shows.
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = F.grid_sample(x, _affine_grid(theta, h, w), mode="bilinear", padding_mode="border", align_corners=False)
+    # From here on x is this call's own tensor: the changes below write into it in place, which spares
+    # allocating a new batch per step.
 
     if cfg.blur_p > 0 and cfg.blur_sigma > 0:
         idx = _some(generator, x, cfg.blur_p)
-        x = x.index_copy(0, idx, gaussian_blur(x[idx], uniform(0, cfg.blur_sigma, len(idx))))
+        sigma = _uniform(generator, x, 0, cfg.blur_sigma, len(idx))
+        x.index_copy_(0, idx, gaussian_blur(x.index_select(0, idx), sigma))
 
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = uniform(1 - cfg.contrast, 1 + cfg.contrast, n, 1, 1, 1)
-    brightness = uniform(-cfg.brightness, cfg.brightness, n, 1, 1, 1)
-    cast = uniform(-cfg.color, cfg.color, n, c, 1, 1) if c == 3 else 0.0
-    x = ((x - mean) * contrast + mean + brightness + cast).clamp(0.0, 1.0)
+    # Light, in one draw: contrast, brightness, colour cast, tone curve, colour temperature.
+    ranges = {"contrast": (1 - cfg.contrast, 1 + cfg.contrast, 1, 1, 1),
+              "brightness": (-cfg.brightness, cfg.brightness, 1, 1, 1)}
+    if c == 3:
+        ranges["cast"] = (-cfg.color, cfg.color, c, 1, 1)
     if cfg.tone > 0:
-        x = x + uniform(-cfg.tone, cfg.tone, n, 1, 1, 1) * x * (1 - x)
+        ranges["tone"] = (-cfg.tone, cfg.tone, 1, 1, 1)
     if cfg.temperature > 0 and c == 3:
-        x = color_temperature(x, uniform(-cfg.temperature, cfg.temperature, n))
+        ranges["warmth"] = (-cfg.temperature, cfg.temperature)
+    v = dict(zip(ranges, _uniforms(generator, x, n, *ranges.values())))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x.sub_(mean).mul_(v["contrast"]).add_(mean).add_(v["brightness"])
+    if c == 3:
+        x.add_(v["cast"])
+    x.clamp_(0.0, 1.0)
+    if cfg.tone > 0:
+        x.add_((v["tone"] * x).mul_(1 - x))  # x + a·x·(1 − x)
+    if cfg.temperature > 0 and c == 3:
+        x.mul_(_temperature_gains(v["warmth"], dt)).clamp_(0.0, 1.0)  # color_temperature, in place
     if cfg.noise > 0:
-        x = x + _grain(generator, x) * uniform(0, cfg.noise, n, 1, 1, 1)
-    x = x.clamp(0.0, 1.0)
+        x.add_(_grain(generator, x) * _uniform(generator, x, 0, cfg.noise, n, 1, 1, 1))
+    x.clamp_(0.0, 1.0)
     if cfg.jpeg_p > 0:
         idx = _some(generator, x, cfg.jpeg_p)
-        x = x.index_copy(0, idx, jpeg_like(x[idx], uniform(*cfg.jpeg_quality, len(idx))))
+        quality = _uniform(generator, x, *cfg.jpeg_quality, len(idx))
+        x.index_copy_(0, idx, jpeg_like(x.index_select(0, idx), quality))
     return x
 
 
 def _augment_mixed(x: torch.Tensor, generator: torch.Generator, cfg: MixedAugment) -> torch.Tensor:
     order = torch.randperm(x.shape[0], generator=generator, device=x.device)
     k = round(cfg.p * x.shape[0])
-    parts = [augment_batch(x[idx], generator, part)
-             for idx, part in ((order[:k], cfg.other), (order[k:], cfg.base)) if len(idx)]
     out = torch.empty_like(x)
-    out[order] = torch.cat(parts)  # each image back in its place in the batch
+    for idx, part in ((order[:k], cfg.other), (order[k:], cfg.base)):
+        if len(idx):
+            out.index_copy_(0, idx, augment_batch(x.index_select(0, idx), generator, part))  # back in place
     return out
+
+
+def _affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (N, C, h, w), align_corners=False)``, the same numbers, as broadcast
+    arithmetic: on the CPU the library's matrix product over every pixel costs several times more."""
+
+    def centres(k: int) -> torch.Tensor:  # pixel centres in [-1, 1], computed as affine_grid does
+        if k <= 1:
+            return torch.zeros(1, device=theta.device, dtype=theta.dtype)
+        return torch.linspace(-1, 1, k, device=theta.device, dtype=theta.dtype) * (k - 1) / k
+
+    t = theta[..., None, None]  # N, 2, 3, 1, 1: per output coordinate, the weights of x, y and 1
+    grid = (centres(w).view(1, 1, w) * t[:, :, 0] + centres(h).view(1, h, 1) * t[:, :, 1]).add_(t[:, :, 2])
+    # Made as two planes (broadcasting into interleaved pairs is slow), handed over interleaved
+    # (grid_sample reads that layout faster).
+    return grid.permute(0, 2, 3, 1).contiguous()  # N, H, W, 2
 
 
 def _some(generator: torch.Generator, like: torch.Tensor, share: float) -> torch.Tensor:
@@ -219,9 +259,13 @@ def color_temperature(x: torch.Tensor, warmth: torch.Tensor) -> torch.Tensor:
     ``warmth`` holds one value per image; 0.2 scales red by 1.2 and blue by 0.8, about the step
     from daylight to indoor bulb light after a camera's partial white balance.
     """
-    w = warmth.to(x.dtype).view(-1, 1, 1, 1)
-    gains = torch.cat([1 + w, torch.ones_like(w), 1 - w], dim=1)  # N, 3, 1, 1
-    return (x * gains).clamp(0.0, 1.0)
+    return (x * _temperature_gains(warmth, x.dtype)).clamp_(0.0, 1.0)
+
+
+def _temperature_gains(warmth: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """N×3×1×1 RGB gains of :func:`color_temperature`."""
+    w = warmth.to(dtype).view(-1, 1, 1, 1)
+    return torch.cat([1 + w, torch.ones_like(w), 1 - w], dim=1)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -273,7 +317,7 @@ def jpeg_like(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     scale = torch.where(q < 50, 5000 / q, 200 - 2 * q).view(n, 1, 1, 1)
 
     def table(base: tuple[int, ...]) -> torch.Tensor:
-        t = torch.tensor(base, device=x.device, dtype=x.dtype).view(1, 1, 1, 64)
+        t = _constant(base, x.device, x.dtype).view(1, 1, 1, 64)
         return torch.floor((t * scale + 50) / 100).clamp(1, 255)  # N, 1, 1, 64
 
     if c == 1:
@@ -286,9 +330,10 @@ def jpeg_like(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     return _ycbcr_to_rgb(torch.cat([y, chroma], 1)).clamp(0.0, 1.0)
 
 
+@functools.lru_cache(maxsize=8)
 def _dct_matrix(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """64×64: the orthonormal 2-D DCT-II of a flattened 8×8 block, as one matrix (so the whole
-    batch's blocks go through one matrix product)."""
+    batch's blocks go through one matrix product). Made once per device and dtype; not to be modified."""
     k = torch.arange(8, device=device, dtype=dtype)
     d = torch.cos((2 * k[None, :] + 1) * k[:, None] * math.pi / 16) * math.sqrt(2 / 8)
     d[0] = d[0] / math.sqrt(2)
@@ -328,11 +373,48 @@ def _grain(generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     difference at this amplitude, and the draw costs a fraction of ``randn`` over N×C×H×W.
     """
     n, _, h, w = like.shape
-    return (torch.rand(n, 1, h, w, generator=generator, device=like.device, dtype=like.dtype) - 0.5) * math.sqrt(12)
+    unit = torch.rand(n, 1, h, w, generator=generator, device=like.device, dtype=like.dtype)
+    return unit.sub_(0.5).mul_(math.sqrt(12))
 
 
 def _uniform(generator: torch.Generator, like: torch.Tensor, lo: float, hi: float, *shape: int) -> torch.Tensor:
     return torch.rand(*shape, generator=generator, device=like.device, dtype=like.dtype) * (hi - lo) + lo
+
+
+def _uniforms(generator: torch.Generator, like: torch.Tensor, n: int, *ranges: tuple[float, ...],
+              repeat: int | None = None) -> list[torch.Tensor]:
+    """Several :func:`_uniform` draws in one call: each range ``(lo, hi, *shape)`` gives an N×shape
+    tensor of values in [lo, hi); with ``repeat``, all of them that many times over, on a leading dimension.
+
+    On the CPU the numbers are exactly those of one ``_uniform(generator, like, lo, hi, n, *shape)``
+    per range in turn (and ``repeat`` times over): a draw takes its numbers from the generator one by
+    one, so one long draw splits into the short ones. (A GPU generator hands out numbers per call, so
+    there the values differ from separate draws; their distribution does not.) Small batches draw
+    dozens of such values per image, and a call per draw costs more than the drawing.
+    """
+    ranges = tuple(tuple(r) for r in ranges)  # hashable, for the cached rows
+    sizes = [math.prod(r[2:]) for r in ranges]
+    lo, width = _range_rows(ranges, like.device, like.dtype)
+    lead = () if repeat is None else (repeat,)
+    u = torch.rand(*lead, sum(sizes), n, generator=generator, device=like.device, dtype=like.dtype) * width + lo
+    # Row i of u holds the i-th n values drawn: a range's rows together are its N×shape values in order.
+    return [part.reshape(*lead, n, *r[2:]) for part, r in zip(u.split(sizes, dim=-2), ranges)]
+
+
+@functools.lru_cache(maxsize=64)
+def _range_rows(ranges: tuple[tuple[float, ...], ...], device: torch.device,
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """R×1 lows and widths for :func:`_uniforms`: each range's, once per row it fills."""
+    rows = [(r[0], r[1] - r[0]) for r in ranges for _ in range(math.prod(r[2:]))]
+    lo, width = _constant(tuple(rows), device, dtype).unbind(1)
+    return lo.view(-1, 1), width.view(-1, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A small constant tensor, made once per device and dtype rather than copied from Python on
+    every call. Shared: never modify it."""
+    return torch.tensor(values, device=device, dtype=dtype)
 
 
 def background_mask(x: torch.Tensor, key: float = 0.12) -> torch.Tensor:
@@ -349,13 +431,14 @@ def _wall_colour(x: torch.Tensor) -> torch.Tensor:
     return border.median(dim=-1).values[..., None, None]
 
 
-def _hand_frame(solid: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig, angle: torch.Tensor,
-                flip: torch.Tensor) -> torch.Tensor:
+def _hand_frame(solid: torch.Tensor, angle: torch.Tensor, flip: torch.Tensor, margin: torch.Tensor,
+                top_frac: torch.Tensor, jitter: torch.Tensor) -> torch.Tensor:
     """N×2×3 warps that frame each image's hand, as a crop around a labelled hand would.
 
     ``solid`` (N×1×H×W, bool) marks the non-wall pixels. The hand is the top of that region: its
     width is measured over the rows from its highest pixel down to half the image, so the forearm
-    below does not widen it.
+    below does not widen it. ``margin``, ``top_frac`` and ``jitter`` are each image's random crop size
+    (the hand's width times it), fingertip height and sideways shift (see augment_batch).
     """
     n, _, h, w = solid.shape
     like = angle
@@ -370,53 +453,56 @@ def _hand_frame(solid: torch.Tensor, generator: torch.Generator, cfg: AugmentCon
     found = right >= left
     # A lone finger is narrow: at least 45 % of the frame is taken, or a "1" would be blown up 3×.
     width = torch.where(found, right - left + 1, w).to(like.dtype).clamp(min=0.45 * w)
-    side = width * _uniform(generator, like, *cfg.hand_crop_margin, n)  # pixels
+    side = width * margin  # pixels
     half = (side / w).clamp(max=1.0)  # half the crop's side in grid units ([-1, 1] spans w)
     cx = torch.where(found, (left + right + 1).to(like.dtype) / w - 1, torch.zeros_like(half))
     top_n = top.to(like.dtype) * 2 / h - 1
-    cy = top_n + half * _uniform(generator, like, 0.7, 1.0, n)  # the fingertips near the top of the frame
-    cx = cx + half * _uniform(generator, like, -0.15, 0.15, n)
+    cy = top_n + half * top_frac  # the fingertips near the top of the frame
+    cx = cx + half * jitter
     cos, sin = torch.cos(angle) * half, torch.sin(angle) * half
     return torch.stack([torch.stack([cos * flip, -sin, cx], 1), torch.stack([sin * flip, cos, cy], 1)], 1)
 
 
 def _swap_background(x: torch.Tensor, wall: torch.Tensor, distance: torch.Tensor, generator: torch.Generator,
-                     cfg: AugmentConfig) -> torch.Tensor:
-    """Relight the hand, and replace the backdrop of a random share of the images by a shaded
-    colour or a cluttered scene. ``wall`` and ``distance`` are from the keying (see augment_batch).
+                     cfg: AugmentConfig, hand_gain: torch.Tensor | None = None) -> torch.Tensor:
+    """Relight the hand by ``hand_gain`` (N×1×1×1, or None to leave it), and replace the backdrop of a
+    random share of the images by a shaded colour or a cluttered scene. ``wall`` and ``distance`` are
+    from the keying (see augment_batch).
 
     Backdrops are made only for the images that get one (a fixed count, drawn as indices).
     """
-    n = x.shape[0]
-    is_wall = distance < cfg.background_key
-    if cfg.hand_light > 0:
-        gain = torch.exp(_uniform(generator, x, -cfg.hand_light, cfg.hand_light, n, 1, 1, 1))
-        x = torch.where(is_wall, x, (x * gain).clamp_max(1.0))
+    if hand_gain is not None:
+        x = torch.where(distance < cfg.background_key, x, (x * hand_gain).clamp_max_(1.0))
     idx = _some(generator, x, cfg.background_p)
-    xs, wall, distance, is_wall = x[idx], wall[idx], distance[idx], is_wall[idx]
-    other, grain = _flat_backdrop(xs, generator, cfg)
+    xs, wall, distance = x.index_select(0, idx), wall.index_select(0, idx), distance.index_select(0, idx)
     k = round(cfg.clutter_p * len(idx))  # idx is in random order: its first k get a cluttered room
+    other, grain = _flat_backdrop(xs, generator, cfg, skip=k)
     if k > 0:
-        other = torch.cat([_cluttered_backdrop(xs[:k], generator, cfg) + grain[:k], other[k:]])
+        other = torch.cat([_cluttered_backdrop(xs[:k], generator, cfg).add_(grain[:k]), other])
     if cfg.background_matte > 0:
         # Edge pixels trade their wall share for the backdrop's.
-        share = (1 - (distance - cfg.background_key) / cfg.background_matte).clamp(0, 1)
-        xs = xs + (other - wall) * share
-    return x.index_copy(0, idx, torch.where(is_wall, other, xs).clamp(0, 1))
+        # 1 − (d − key) / matte, in place (−s + 1 is exactly 1 − s).
+        share = (distance - cfg.background_key).div_(cfg.background_matte).neg_().add_(1).clamp_(0, 1)
+        xs.add_((other - wall).mul_(share))
+    return x.index_copy(0, idx, torch.where(distance < cfg.background_key, other, xs).clamp_(0, 1))
 
 
-def _flat_backdrop(x: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random colour, shaded by a linear ramp, with grain; returns it and the grain alone."""
+def _flat_backdrop(x: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig,
+                   skip: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random colour, shaded by a linear ramp, with grain; returns it and the grain alone.
+
+    The random values are drawn for every image of ``x``, the backdrop made for ``x[skip:]`` only
+    (the first ``skip`` get a cluttered one, with this grain); the grain is returned for all.
+    """
     n, c, h, w = x.shape
-
-    def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return _uniform(generator, x, lo, hi, *shape)
-
     ramp_x = torch.linspace(-0.5, 0.5, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w)
     ramp_y = torch.linspace(-0.5, 0.5, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1)
-    shade = uniform(-0.4, 0.4, n, 1, 1, 1) * ramp_x + uniform(-0.4, 0.4, n, 1, 1, 1) * ramp_y
-    grain = _grain(generator, x) * uniform(0, cfg.background_noise, n, 1, 1, 1)
-    return uniform(0.05, 0.95, n, c, 1, 1) + shade + grain, grain
+    shade_x, shade_y = _uniforms(generator, x, n, (-0.4, 0.4, 1, 1, 1), (-0.4, 0.4, 1, 1, 1))
+    grain = _grain(generator, x)
+    strength, colour = _uniforms(generator, x, n, (0, cfg.background_noise, 1, 1, 1), (0.05, 0.95, c, 1, 1))
+    grain.mul_(strength)
+    shade = shade_x[skip:] * ramp_x + shade_y[skip:] * ramp_y
+    return (colour[skip:] + shade).add_(grain[skip:]), grain
 
 
 def _cluttered_backdrop(x: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig) -> torch.Tensor:
@@ -424,38 +510,40 @@ def _cluttered_backdrop(x: torch.Tensor, generator: torch.Generator, cfg: Augmen
     and ovals, a share of them skin-coloured (faces, arms), each in its own muted colour.
 
     Drawn at half resolution and upsampled: four times cheaper, and a webcam focused on a hand
-    sees the room behind it a little soft anyway.
+    sees the room behind it a little soft anyway. The shapes are made all at once (one more
+    dimension, the shape) and painted in turn, the later over the earlier.
     """
     n, c, h, w = x.shape
     dev, dt = x.device, x.dtype
     sh, sw = max(8, h // 2), max(8, w // 2)
 
-    def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return _uniform(generator, x, lo, hi, *shape)
-
-    saturation = uniform(0, 0.6, n, 1, 1, 1)
-
-    def colours(*shape: int) -> torch.Tensor:
-        # Rooms are mostly muted: a gray level plus a little chroma, rarely a saturated colour.
-        return uniform(0.05, 0.95, n, 1, *shape) + uniform(-0.5, 0.5, n, c, *shape) * saturation
-
-    scene = F.interpolate(colours(3, 3), size=(sh, sw), mode="bilinear", align_corners=False)
-    fine = uniform(-0.15, 0.15, n, c, 8, 8) * uniform(0, 1, n, 1, 1, 1)
-    scene = scene + F.interpolate(fine, size=(sh, sw), mode="bilinear", align_corners=False)
+    # Rooms are mostly muted: a colour is a gray level plus a little chroma, scaled per image by a
+    # saturation, rarely high.
+    saturation, gray, chroma, fine, fine_strength, skin_level = _uniforms(
+        generator, x, n, (0, 0.6, 1, 1, 1), (0.05, 0.95, 1, 3, 3), (-0.5, 0.5, c, 3, 3),
+        (-0.15, 0.15, c, 8, 8), (0, 1, 1, 1, 1), (0.45, 1.1, 1, 1, 1))
+    scene = F.interpolate(gray + chroma * saturation, size=(sh, sw), mode="bilinear", align_corners=False)
+    scene = scene + F.interpolate(fine * fine_strength, size=(sh, sw), mode="bilinear", align_corners=False)
     yy = torch.linspace(0, 1, sh, device=dev, dtype=dt).view(1, 1, sh, 1)
     xx = torch.linspace(0, 1, sw, device=dev, dtype=dt).view(1, 1, 1, sw)
     # Skin tones as RGB (bright to dark); gray images see their luma.
-    skin_rgb = torch.tensor([0.88, 0.68, 0.56], device=dev, dtype=dt).view(1, 3, 1, 1)
+    skin_rgb = _constant((0.88, 0.68, 0.56), dev, dt).view(1, 3, 1, 1)
     if c == 1:
-        skin_rgb = (skin_rgb * torch.tensor([0.299, 0.587, 0.114], device=dev, dtype=dt).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    skin = skin_rgb * uniform(0.45, 1.1, n, 1, 1, 1)
-    for _ in range(cfg.clutter_shapes):  # a fixed few shapes per image, all images at once
-        cx, cy = uniform(0, 1, n, 1, 1, 1), uniform(0, 1, n, 1, 1, 1)
-        rx, ry = uniform(0.05, 0.4, n, 1, 1, 1), uniform(0.05, 0.4, n, 1, 1, 1)
-        oval = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1
-        block = ((xx - cx).abs() < rx) & ((yy - cy).abs() < ry)
-        shape = torch.where(uniform(0, 1, n, 1, 1, 1) < 0.5, oval, block) & (uniform(0, 1, n, 1, 1, 1) < 0.7)
-        colour = torch.where(uniform(0, 1, n, 1, 1, 1) < 0.3, skin, colours(1, 1))
-        colour = colour + uniform(-0.15, 0.15, n, 1, 1, 1) * (yy - cy)  # shaded, not flat
+        skin_rgb = (skin_rgb * _constant((0.299, 0.587, 0.114), dev, dt).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    skin = skin_rgb * skin_level
+
+    # A fixed few shapes per image, S × N × … : centre, radii, oval or block, there or not, skin or not,
+    # colour (gray level, chroma) and shading.
+    cx, cy, rx, ry, kind, present, is_skin, shape_gray, shape_chroma, tilt = _uniforms(
+        generator, x, n, (0, 1, 1, 1, 1), (0, 1, 1, 1, 1), (0.05, 0.4, 1, 1, 1), (0.05, 0.4, 1, 1, 1),
+        (0, 1, 1, 1, 1), (0, 1, 1, 1, 1), (0, 1, 1, 1, 1), (0.05, 0.95, 1, 1, 1), (-0.5, 0.5, c, 1, 1),
+        (-0.15, 0.15, 1, 1, 1), repeat=cfg.clutter_shapes)
+    dx, dy = xx - cx, yy - cy
+    oval = (dx / rx) ** 2 + (dy / ry) ** 2 < 1
+    block = (dx.abs() < rx) & (dy.abs() < ry)
+    shapes = torch.where(kind < 0.5, oval, block) & (present < 0.7)
+    colours = torch.where(is_skin < 0.3, skin, shape_gray + shape_chroma * saturation)
+    colours = colours + tilt * dy  # shaded, not flat
+    for shape, colour in zip(shapes, colours):
         scene = torch.where(shape, colour, scene)
     return F.interpolate(scene, size=(h, w), mode="bilinear", align_corners=False)

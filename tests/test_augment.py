@@ -89,6 +89,32 @@ def test_each_image_draws_its_own_changes_in_one_batched_call() -> None:
     assert len(distinct) == 256
 
 
+def test_batched_draws_are_the_separate_draws_each_in_its_own_range() -> None:
+    # augment_batch draws its per-image values many ranges at a time: each value must still come
+    # from its own range (or a change's distribution shifts), and on the CPU they are the very
+    # numbers one draw per range gives, in the same order.
+    from core.augment import _uniform, _uniforms
+
+    like = torch.zeros(1)
+    ranges = [(0.9, 1.1), (-10.0, 10.0, 2), (0.05, 0.95, 3, 1, 1), (0, 1)]
+    for repeat in (None, 3):
+        batched, separate = gen(4), gen(4)
+        got = _uniforms(batched, like, 7, *ranges, repeat=repeat)
+        for i in range(repeat or 1):
+            for part, (lo, hi, *shape) in zip(got, ranges):
+                assert torch.equal(part[i] if repeat else part, _uniform(separate, like, lo, hi, 7, *shape))
+        assert torch.equal(torch.rand(3, generator=batched), torch.rand(3, generator=separate))
+
+
+@pytest.mark.parametrize("size", [(16, 16), (24, 40), (64, 64), (70, 70)])
+def test_the_warp_samples_where_affine_grid_says(size: tuple[int, int]) -> None:
+    from core.augment import _affine_grid
+
+    theta = torch.randn(5, 2, 3, generator=gen(1))
+    expected = torch.nn.functional.affine_grid(theta, [5, 3, *size], align_corners=False)
+    assert torch.allclose(_affine_grid(theta, *size), expected, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("clutter_p", [0.0, 1.0])
 def test_background_swap_changes_the_wall_and_leaves_the_hand(channels: int, clutter_p: float) -> None:
