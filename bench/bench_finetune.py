@@ -69,7 +69,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.augment import AUGMENTATIONS  # noqa: E402
+from core.augment import AUGMENTATIONS, mirrors  # noqa: E402
 from core.checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint  # noqa: E402
 from core.data import Dataset, DatasetError, load_dataset, resolve_data_dir  # noqa: E402
 from core.device import DEVICES, DeviceError, describe_device, pick_device  # noqa: E402
@@ -220,9 +220,12 @@ def draw_capture(x: np.ndarray, y: np.ndarray, n: int, seed: int, classes: tuple
 # --- scoring ----------------------------------------------------------------------------------------
 
 
-def score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, classes: tuple[str, ...]) -> dict[str, Any]:
-    """Accuracy overall, without the photos of class "3", per class, and the confusion matrix."""
-    pred = evaluate(model, x, y).predictions.numpy()
+def score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, classes: tuple[str, ...],
+          mirror: bool = False) -> dict[str, Any]:
+    """Accuracy overall, without the photos of class "3", per class, and the confusion matrix, read
+    as the app reads photos (``mirror``: with the mirror image, for a net trained on mirrored
+    images); with ``mirror``, also the accuracy reading each photo alone."""
+    pred = evaluate(model, x, y, mirror=mirror).predictions.numpy()
     truth = y.cpu().numpy()
     k = len(classes)
     confusion = np.zeros((k, k), dtype=int)
@@ -234,6 +237,8 @@ def score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, classes: tup
         "accuracy_without_3": float(ok[truth != odd].mean()) if odd is not None else None,
         "per_class": {c: float(ok[truth == i].mean()) for i, c in enumerate(classes) if (truth == i).any()},
         "confusion": confusion.tolist(),  # rows: true class, columns: predicted, in `classes` order
+        "mirror_average": mirror,
+        "accuracy_alone": evaluate(model, x, y).accuracy if mirror else None,
     }
 
 
@@ -246,7 +251,8 @@ def finetune(ckpt: Checkpoint, subset: Dataset, n: int, seed: int, freeze: str, 
     for _ in trainer.run():
         pass
     seconds = time.perf_counter() - t0
-    out = score(trainer.model, x_test.to(trainer.device), y_test.to(trainer.device), subset.classes)
+    mirror = config.augment and mirrors(ckpt.spec.arch, config.augmentation)  # as the app will read photos
+    out = score(trainer.model, x_test.to(trainer.device), y_test.to(trainer.device), subset.classes, mirror)
     return {"shots": n, "seed": seed, "freeze": freeze, "seconds": seconds, "steps": trainer.step,
             "trainable_parameters": trainer.trainable_parameters, "precision": str(trainer.engine.autocast_dtype or "fp32"),
             "recipe": config.describe(), **out}
@@ -262,10 +268,15 @@ def summarise(runs: list[dict[str, Any]], classes: tuple[str, ...]) -> dict[str,
         "shots": runs[0]["shots"], "freeze": runs[0]["freeze"], "draws": len(runs),
         "accuracy_mean": statistics.fmean(accs), "accuracy_min": min(accs), "accuracy_max": max(accs),
         "accuracy_without_3_mean": statistics.fmean(no3) if no3 else None,
+        "accuracy_alone_mean": _mean_or_none([r["accuracy_alone"] for r in runs]),
         "per_class_mean": {c: statistics.fmean(r["per_class"][c] for r in runs) for c in classes if c in runs[0]["per_class"]},
         "seconds_median": statistics.median(r["seconds"] for r in runs),
         "seconds_min": min(r["seconds"] for r in runs), "seconds_max": max(r["seconds"] for r in runs),
     }
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) or not values else statistics.fmean(values)
 
 
 def _precision(dtype: str) -> str:
@@ -280,17 +291,17 @@ def print_table(base: dict[str, Any], rows: list[dict[str, Any]], classes: tuple
     per_class_head = "per class " + " ".join(f"{c:>3}" for c in classes)
     print(f"\n{title}")
     print(f"{'photos/class':>12} {'freeze':<9} {'draws':>5} {'acc mean':>9} {'min':>7} {'max':>7} {'w/o 3':>7} "
-          f"{'s median':>9}  {per_class_head}")
+          f"{'alone':>7} {'s median':>9}  {per_class_head}")
 
     def per_class(d: dict[str, float]) -> str:
         return "          " + " ".join(f"{100 * d[c]:>3.0f}" if c in d else "  —" for c in classes)
 
     print(f"{0:>12} {'(base)':<9} {'—':>5} {_pct(base['accuracy']):>9} {'':>7} {'':>7} "
-          f"{_pct(base['accuracy_without_3']):>7} {'—':>9}  {per_class(base['per_class'])}")
+          f"{_pct(base['accuracy_without_3']):>7} {_pct(base['accuracy_alone']):>7} {'—':>9}  {per_class(base['per_class'])}")
     for r in rows:
         print(f"{r['shots']:>12} {r['freeze']:<9} {r['draws']:>5} {_pct(r['accuracy_mean']):>9} "
               f"{_pct(r['accuracy_min']):>7} {_pct(r['accuracy_max']):>7} {_pct(r['accuracy_without_3_mean']):>7} "
-              f"{r['seconds_median']:>8.2f}s  {per_class(r['per_class_mean'])}")
+              f"{_pct(r['accuracy_alone_mean']):>7} {r['seconds_median']:>8.2f}s  {per_class(r['per_class_mean'])}")
 
 
 def by_capture(ckpt: Checkpoint, hands_path: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -303,7 +314,7 @@ def by_capture(ckpt: Checkpoint, hands_path: Path, args: argparse.Namespace) -> 
     rows: list[dict[str, Any]] = []
     for name, (x, y) in captures.items():
         for n in args.shots:
-            accs, scored, n_classes = [], 0, 0
+            accs, alone, scored, n_classes = [], [], 0, 0
             for seed in range(args.draws):
                 drawn = draw_capture(x, y, n, seed, ckpt.classes, name, max(args.shots) + 2)
                 if drawn is None:
@@ -312,10 +323,12 @@ def by_capture(ckpt: Checkpoint, hands_path: Path, args: argparse.Namespace) -> 
                 xt = images_to_tensor(torch.from_numpy(x_rest), ckpt.spec.in_channels, ckpt.spec.input_size)
                 r = finetune(ckpt, subset, n, seed, freeze, args.device, xt, torch.from_numpy(y_rest))
                 accs.append(r["accuracy"])
+                alone.append(r["accuracy_alone"])
                 scored, n_classes = len(y_rest), len(set(subset.y_train.tolist()))
             if accs:
                 rows.append({"capture": name, "shots": n, "freeze": freeze, "classes": n_classes, "scored": scored,
-                             "accuracies": accs, "accuracy_mean": statistics.fmean(accs)})
+                             "accuracies": accs, "accuracy_mean": statistics.fmean(accs),
+                             "accuracy_alone_mean": _mean_or_none(alone)})
                 print(f"  capture {name:<16} {n:2d}/class {n_classes} classes: {statistics.fmean(accs):.1%} "
                       f"of {scored}", file=sys.stderr)
     return {"freeze": freeze, "draws": args.draws, "rows": rows}
@@ -340,7 +353,9 @@ def print_captures(captures: dict[str, Any]) -> None:
         rs = [r for r in rows if r["shots"] == n]
         if rs:
             pooled = sum(r["accuracy_mean"] * r["scored"] for r in rs) / sum(r["scored"] for r in rs)
+            alone = _mean_or_none([r["accuracy_alone_mean"] for r in rs])
             print(f"n={n}: {len(rs)} captures, mean of captures {statistics.fmean(r['accuracy_mean'] for r in rs):.1%} "
+                  f"(each photo alone: {_pct(alone)}) "
                   f"(lowest {min(r['accuracy_mean'] for r in rs):.1%}, highest {max(r['accuracy_mean'] for r in rs):.1%}), "
                   f"over all {sum(r['scored'] for r in rs)} photos scored {pooled:.1%}")
 
@@ -402,7 +417,7 @@ def main() -> int:
     print(f"{hands.describe()} (loaded in {load_seconds:.1f}s)", file=sys.stderr)
     x_test = images_to_tensor(torch.from_numpy(hands.x_test), ckpt.spec.in_channels, ckpt.spec.input_size)
     y_test = torch.from_numpy(hands.y_test)
-    base = score(ckpt.model, x_test, y_test, hands.classes)
+    base = score(ckpt.model, x_test, y_test, hands.classes, ckpt.mirror_average)
 
     warm, _ = draw(hands, min(args.shots), 0)
     finetune(ckpt, warm, min(args.shots), 0, args.freeze[0], args.device, x_test, y_test)  # untimed warm-up
@@ -441,7 +456,8 @@ def main() -> int:
     n_odd = int((hands.y_test == hands.classes.index(ODD_CLASS)).sum()) if ODD_CLASS in hands.classes else 0
     trains = "; ".join(f"freeze {f}: {next(r['trainable_parameters'] for r in runs if r['freeze'] == f):,}"
                        for f in args.freeze)
-    print(f"w/o 3: without the {n_odd} test photos of class \"{ODD_CLASS}\" (other finger convention); per class: mean "
+    print(f"w/o 3: without the {n_odd} test photos of class \"{ODD_CLASS}\" (other finger convention); alone: each photo read "
+          f"without its mirror image (the fine-tuned nets read both, as the app does); per class: mean "
           f"accuracy in %; s median: Trainer built + run, median over draws.\nParameters trained — {trains} (of "
           f"{sum(p.numel() for p in ckpt.model.parameters()):,}). Total {total:.0f}s, load average at end {load_end[0]:.2f}.")
 

@@ -139,6 +139,14 @@ def augment_for(arch: str, preset: str = "standard") -> AugmentConfig | MixedAug
     return MixedAugment(standard, WEBCAM, 0.7) if preset == "mixed" else standard
 
 
+def mirrors(arch: str, preset: str) -> bool:
+    """Whether training with ``preset`` shows the net every image as often mirrored left-right as
+    not: such a net has learnt both sides alike, and reads a photo better as the mean of its
+    answers for the photo and its mirror image (``core.engine.class_probabilities``)."""
+    cfg = augment_for(arch, preset)
+    return all(part.mirror for part in ((cfg.base, cfg.other) if isinstance(cfg, MixedAugment) else (cfg,)))
+
+
 def augment_batch(x: torch.Tensor, generator: torch.Generator,
                   cfg: AugmentConfig | MixedAugment = AugmentConfig()) -> torch.Tensor:
     """Randomly warp and recolour an N×C×H×W batch in [0, 1]; returns a new tensor in [0, 1].

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from core.augment import mirrors
 from core.nets import build_model, copy_weights, unfreeze
 from core.spec import ARCHS, ModelSpec, SpecError
 
@@ -70,6 +71,18 @@ class Checkpoint:
     def train_image_size(self) -> int:
         """The side of the images it trained on: how a photo is prepared before the net's resize."""
         return self.image_size or self.spec.input_size
+
+    @property
+    def mirror_average(self) -> bool:
+        """Whether the net reads a photo as the mean of its answers for the photo and its mirror
+        image: for nets trained on images mirrored as often as not (the fine-tuning recipe's
+        ``mirrored`` augmentation), which read other people's hands better so. Prediction, the test
+        report, the heat maps and the live view all follow it."""
+        t = self.training
+        try:
+            return bool(t.get("augment")) and mirrors(self.spec.arch, str(t.get("augmentation", "standard")))
+        except ValueError:  # an augmentation this TorchLab does not know: read the photo alone
+            return False
 
     def describe(self) -> str:
         acc = self.metrics.get("test_acc")

@@ -296,22 +296,45 @@ def make_optimizer(model: nn.Module, cfg: Any, lr: float | torch.Tensor | None =
         return cls(params, **settings)
 
 
+def class_probabilities(model: nn.Module, x: torch.Tensor, mirror: bool = False) -> torch.Tensor:
+    """Softmax over the classes for a batch ``x`` (N×classes, float32), the model as it is (the
+    caller sets ``eval()`` and ``no_grad``).
+
+    With ``mirror``: the mean of the softmax for ``x`` and for ``x`` mirrored left-right, both in one
+    forward pass. A hand sign means the same from either side, and a net trained on mirrored images
+    as often as not answers a little differently for each; their mean reads strangers' hands better
+    (README, "Fine-tuning"). In ``eval()`` mode the images of a batch do not affect each other, so
+    the doubled batch gives each image the answer it would get alone.
+    """
+    if not mirror:
+        return torch.softmax(model(x).float(), dim=1)
+    p = torch.softmax(model(torch.cat([x, x.flip(-1)])).float(), dim=1)  # 2N, classes
+    return (p[: len(x)] + p[len(x) :]) / 2
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH) -> EvalResult:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH,
+             mirror: bool = False) -> EvalResult:
     """Loss, accuracy, predictions and probabilities in ``eval()`` mode under ``no_grad``, in batches.
 
     Batches keep memory flat: the tutorial ran out of GPU memory pushing the whole ResNet test set
     through at once. The results come back to the host in one transfer. The model's previous
-    train/eval mode is restored.
+    train/eval mode is restored. ``mirror`` averages each image's answer with its mirror image's
+    (:func:`class_probabilities`); the loss is then the cross-entropy of the averaged probabilities.
     """
     was_training = model.training
     model.eval()
     try:
         rows = []
         for i in range(0, len(x), batch_size):
-            logits = model(x[i : i + batch_size]).float()
-            loss = F.cross_entropy(logits, y[i : i + batch_size], reduction="none")
-            rows.append(torch.cat([torch.softmax(logits, dim=1), loss[:, None]], dim=1))  # N, classes + 1
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            if mirror:
+                p = class_probabilities(model, xb, mirror=True)
+                loss = F.nll_loss(p.clamp_min(torch.finfo(p.dtype).tiny).log(), yb, reduction="none")
+            else:
+                logits = model(xb).float()
+                p, loss = torch.softmax(logits, dim=1), F.cross_entropy(logits, yb, reduction="none")
+            rows.append(torch.cat([p, loss[:, None]], dim=1))  # N, classes + 1
         table = torch.cat(rows).cpu()
         p, losses = table[:, :-1], table[:, -1]
         pred = p.argmax(dim=1)

@@ -92,7 +92,7 @@ def _scale(m: torch.Tensor) -> torch.Tensor:
     return m / peak if peak > 0 else torch.zeros_like(m)
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tensor:
+def grad_cam(model: nn.Module, x: torch.Tensor, class_index: int, mirror: bool = False) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017): where in ``x`` the net found evidence for ``class_index``.
 
     ``x`` is one net input (C×H×W or 1×C×H×W, as :attr:`Prediction.net_input`). The class's logit
@@ -100,7 +100,9 @@ def grad_cam(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tenso
     each channel is weighted by the spatial mean of its gradient, the weighted sum is passed through
     a ReLU (only evidence *for* the class), upsampled bilinearly to the input size and divided by
     its maximum. Returns an H×W float tensor in [0, 1] on the CPU (all zeros when nothing in the
-    image speaks for the class).
+    image speaks for the class). With ``mirror`` (a net that reads a photo with its mirror image,
+    :attr:`Checkpoint.mirror_average`), the map of the mirror image, mirrored back, is added before
+    the division: the evidence behind both answers the prediction averaged.
 
     Works under ``torch.no_grad()`` too, with no hooks and no change to the model (module doc).
     The map is as coarse as the feature map: LeNet-5 13×13 and ResNet-50 2×2 for 64-px inputs.
@@ -108,6 +110,14 @@ def grad_cam(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tenso
     ``ValueError`` for a net without convolutions (use :func:`saliency`).
     """
     x = _check(model, x)
+    cam = _grad_cam(model, x, class_index)
+    if mirror:
+        cam = cam + _grad_cam(model, x.flip(-1), class_index).flip(-1)
+    return _scale(cam).float().cpu()
+
+
+def _grad_cam(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tensor:
+    """Grad-CAM before its division by the maximum: H×W, ≥ 0, on the model's device."""
     with torch.no_grad():  # the conv part needs no graph: the gradient stops at the features
         features = forward_features(model, x)
     # A leaf of its own: the gradient is taken with respect to it whatever the weights'
@@ -120,25 +130,31 @@ def grad_cam(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tenso
     with torch.no_grad():
         weights = grads.mean(dim=(2, 3), keepdim=True)  # 1×K×1×1
         cam = F.relu((weights * features).sum(dim=1, keepdim=True))  # 1×1×h×w
-        cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-        return _scale(cam).float().cpu()
+        return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
 
 
-def saliency(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tensor:
+def saliency(model: nn.Module, x: torch.Tensor, class_index: int, mirror: bool = False) -> torch.Tensor:
     """Input-gradient saliency (Simonyan et al. 2013): |∂ score / ∂ pixel|, the largest over the
     colour channels, divided by its maximum. H×W float in [0, 1] on the CPU.
 
     Works for any net, and is what the MLP gets (it has no conv feature map for Grad-CAM). It says
     which pixels would change the score most, not where the evidence is: noisier than Grad-CAM.
-    Same guarantees and errors as :func:`grad_cam`.
+    Same guarantees, errors and ``mirror`` as :func:`grad_cam`.
     """
-    x = _check(model, x).clone().requires_grad_(True)
+    x = _check(model, x)
+    heat = _saliency(model, x, class_index)
+    if mirror:
+        heat = heat + _saliency(model, x.flip(-1), class_index).flip(-1)
+    return _scale(heat).float().cpu()
+
+
+def _saliency(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tensor:
+    x = x.clone().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
         _class_in_range(class_index, int(logits.shape[1]))
         (grads,) = torch.autograd.grad(logits[0, class_index], x)
-    with torch.no_grad():
-        return _scale(grads.abs().amax(dim=1)[0]).float().cpu()
+    return grads.detach().abs().amax(dim=1)[0]
 
 
 # --- colour --------------------------------------------------------------------------------------
@@ -315,9 +331,9 @@ def explain(ckpt: Checkpoint, source: bytes | str | os.PathLike | BinaryIO, name
     index = list(ckpt.classes).index(wanted)
     model = ckpt.model
     if has_spatial_features(model):
-        method, heat = GRAD_CAM, grad_cam(model, pred.net_input, index)
+        method, heat = GRAD_CAM, grad_cam(model, pred.net_input, index, mirror=pred.mirrored)
     else:
-        method, heat = SALIENCY, saliency(model, pred.net_input, index)
+        method, heat = SALIENCY, saliency(model, pred.net_input, index, mirror=pred.mirrored)
     return Explanation(
         prediction=pred,
         class_index=index,

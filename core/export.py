@@ -262,6 +262,10 @@ def onnx_metadata(ckpt: Checkpoint) -> dict[str, str]:
         "color": pre["color"],
         "input_range": "[0, 1]",
         "output": "logits, one per class in the order of 'classes'; softmax gives probabilities",
+        # A net trained on mirrored images: TorchLab's answer is the mean of two softmaxes.
+        "mirror_average": "true" if ckpt.mirror_average else "false",
+        "mirror_average_means": "when true, TorchLab's probabilities are the mean of the softmax for the input "
+                                "and for the input mirrored left-right (reversed along its last axis)",
         "preprocessing": json.dumps({**pre, "steps": steps}, ensure_ascii=False),
         "model": spec.describe(),
         "model_spec": json.dumps(spec.to_dict()),

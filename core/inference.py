@@ -10,7 +10,7 @@ from core.checkpoint import Checkpoint
 from core.data import Dataset
 from core.preprocess import PhotoSource, preprocess_image
 from core.tensors import images_to_tensor
-from core.engine import evaluate
+from core.engine import class_probabilities, evaluate
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,11 @@ class Prediction:
     probabilities: dict[str, float]
     seen: np.ndarray  # image_size×image_size×3 uint8: the photo as a training image (before gray conversion and the net's resize)
     net_input: torch.Tensor  # 1×C×S×S float on the CPU: exactly what the net was given
+    mirrored: bool = False  # the answer is the mean of the net's for the photo and its mirror image
 
     def to_dict(self) -> dict[str, object]:
-        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities,
+                "mirror_average": self.mirrored}
 
 
 @torch.no_grad()
@@ -34,14 +36,16 @@ def predict_image(ckpt: Checkpoint, source: PhotoSource, name: str | None = None
 
     The photo is made at the side of the checkpoint's training images (``image_size``; for files
     saved before it was recorded, the net's input size) and then resized to the net's input as the
-    training batches were. Raises :class:`core.preprocess.ImageError` for a file that is not a
-    usable image (or a picture of the wrong shape).
+    training batches were. A net trained on mirrored images answers with the mean of its answers
+    for the photo and its mirror image (:attr:`Checkpoint.mirror_average`). Raises
+    :class:`core.preprocess.ImageError` for a file that is not a usable image (or a picture of the
+    wrong shape).
     """
     x, seen = preprocess_image(source, size=ckpt.spec.input_size, channels=ckpt.spec.in_channels, name=name,
                                image_size=ckpt.train_image_size)
     model = ckpt.model.eval()
     device = next(model.parameters()).device
-    probs = torch.softmax(model(x.to(device)).float(), dim=1)[0].cpu()
+    probs = class_probabilities(model, x.to(device), ckpt.mirror_average)[0].cpu()
     best = int(probs.argmax())
     return Prediction(
         label=ckpt.classes[best],
@@ -49,6 +53,7 @@ def predict_image(ckpt: Checkpoint, source: PhotoSource, name: str | None = None
         probabilities={c: float(p) for c, p in zip(ckpt.classes, probs)},
         seen=seen,
         net_input=x.cpu(),
+        mirrored=ckpt.mirror_average,
     )
 
 
@@ -67,6 +72,8 @@ class TestReport:
     confusion: np.ndarray  # rows: true class, columns: predicted class
     misclassified: list[Misclassified]
     classes: tuple[str, ...]
+    mirrored: bool = False  # each image read with its mirror image, as predictions are
+    single_accuracy: float | None = None  # with mirrored: the accuracy reading each image alone
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -79,7 +86,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 def evaluate_checkpoint(ckpt: Checkpoint, dataset: Dataset) -> TestReport:
     """Accuracy, confusion matrix and the misclassified images of ``ckpt`` on ``dataset``'s test split.
 
-    The images go through the same tensor conversion as in training; the classes must match.
+    The images go through the same tensor conversion as in training; the classes must match. They
+    are read as a photo is predicted (with its mirror image for a net trained so); the report then
+    also gives the accuracy of the net reading each image alone, as training measured it.
     """
     if tuple(ckpt.classes) != tuple(dataset.classes):
         raise ValueError(
@@ -89,7 +98,9 @@ def evaluate_checkpoint(ckpt: Checkpoint, dataset: Dataset) -> TestReport:
     # torch.tensor copies: the cached data set's arrays are read-only and shared.
     x = images_to_tensor(torch.tensor(dataset.x_test), ckpt.spec.in_channels, ckpt.spec.input_size)
     y = torch.tensor(dataset.y_test)
-    result = evaluate(ckpt.model, x.to(device), y.to(device))
+    mirror = ckpt.mirror_average
+    result = evaluate(ckpt.model, x.to(device), y.to(device), mirror=mirror)
+    single = evaluate(ckpt.model, x.to(device), y.to(device)).accuracy if mirror else None
     pred = result.predictions.numpy()
     wrong = np.flatnonzero(pred != dataset.y_test)
     return TestReport(
@@ -102,4 +113,6 @@ def evaluate_checkpoint(ckpt: Checkpoint, dataset: Dataset) -> TestReport:
             for i in wrong
         ],
         classes=tuple(ckpt.classes),
+        mirrored=mirror,
+        single_accuracy=single,
     )

@@ -133,9 +133,9 @@ class LivePredictor:
                 if explain:
                     index = list(ckpt.classes).index(pred.label)
                     if has_spatial_features(ckpt.model):
-                        method, heat = GRAD_CAM, grad_cam(ckpt.model, pred.net_input, index)
+                        method, heat = GRAD_CAM, grad_cam(ckpt.model, pred.net_input, index, mirror=pred.mirrored)
                     else:
-                        method, heat = SALIENCY, saliency(ckpt.model, pred.net_input, index)
+                        method, heat = SALIENCY, saliency(ckpt.model, pred.net_input, index, mirror=pred.mirrored)
                 ended = time.monotonic()
         except ImageError as e:
             with self._lock:

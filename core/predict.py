@@ -1,6 +1,8 @@
 """Command line prediction: ``python -m core.predict --checkpoint PATH IMAGE [IMAGE ...]``.
 
-One JSON object per image on stdout. An image that cannot be read gives ``{"image", "error"}`` and
+One JSON object per image on stdout: ``image``, ``label``, ``confidence``, ``probabilities`` and
+``mirror_average`` (the net read the photo with its mirror image, see
+:attr:`core.checkpoint.Checkpoint.mirror_average`). An image that cannot be read gives ``{"image", "error"}`` and
 exit status 1 once the others are done; a bad checkpoint gives a one-line message on stderr and
 exit status 2.
 

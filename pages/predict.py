@@ -61,6 +61,11 @@ def probability_chart(probabilities: dict[str, float], label: str):
     return fig
 
 
+MIRROR_NOTE = ("This net trained on photos mirrored left-right as often as not (the fine-tuning recipe), so it "
+               "reads each photo twice, as it is and mirrored, and answers with the mean of the two: either hand, "
+               "either side. It reads other people's hands better so (README, \"Fine-tuning\").")
+
+
 def live_mode(ckpt: Checkpoint, what: str) -> None:
     """The webcam, predicted frame after frame: the video (with the square the net reads) on the
     left, the answer on the right, redrawn while the video plays."""
@@ -84,7 +89,8 @@ def live_mode(ckpt: Checkpoint, what: str) -> None:
             translations={"start": "Start live prediction", "stop": "Stop"},
         )
         st.caption(f"Show {what} inside the orange square: that is what the net reads. Frames go to this "
-                   "TorchLab server and nowhere else.")
+                   "TorchLab server and nowhere else." + (" Each frame is read with its mirror image."
+                                                          if ckpt.mirror_average else ""))
     processor = ctx.video_processor
     if processor is not None:  # the page's choices reach the video thread from the next frame on
         processor.predictor.configure(ckpt, explain_live)
@@ -144,14 +150,17 @@ def look_inside(ckpt: Checkpoint, data: bytes, name: str, predicted: str) -> Non
         side = ex.feature_maps[-1].shape[1] if ex.feature_maps else None
         if ex.heatmap.max() == 0:
             st.info(f"Nothing in this photo speaks for class {ex.class_name}: the map is empty.", icon=":material/info:")
+        both = (" The net read the photo and its mirror image: this is the sum of both maps, the mirror's "
+                "mirrored back.") if ex.prediction.mirrored else ""
         if ex.method == GRAD_CAM:
             st.caption(f"Grad-CAM weighs each channel of the last conv stage ({side}×{side} here) by how much it "
                        f"raises the score of class {ex.class_name}, then keeps the positive sum. A coarse guide to "
                        "where the net looked, not an outline of the hand."
-                       + (" At this input size ResNet-50's last stage is tiny, so the map is very coarse." if side and side <= 2 else ""))
+                       + (" At this input size ResNet-50's last stage is tiny, so the map is very coarse." if side and side <= 2 else "")
+                       + both)
         else:
             st.caption("The MLP has no convolution, so this is an input-gradient saliency map: how much each pixel, "
-                       f"changed a little, would change the score of class {ex.class_name}.")
+                       f"changed a little, would change the score of class {ex.class_name}." + both)
     with right.expander("The PyTorch behind Grad-CAM", expanded=False):
         st.code(GRADCAM_CODE, language="python")
     if ex.feature_maps:
@@ -253,7 +262,9 @@ else:
                   caption=f"What the net sees: {ckpt.spec.input_size}×{ckpt.spec.input_size}, "
                           f"{'gray' if ckpt.spec.in_channels == 1 else 'RGB'}")
         mid.metric("Prediction", pred.label, f"{pred.confidence:.1%} confident", delta_color="off",
-                   delta_arrow="off")
+                   delta_arrow="off", help=MIRROR_NOTE if pred.mirrored else None)
+        if pred.mirrored:
+            mid.caption("Read with its mirror image too (see ⓘ).")
         right.plotly_chart(probability_chart(pred.probabilities, pred.label), width="stretch", key="probs")
         # A net trained on one set of photos misreads hands unlike them; the dependable remedy is the user's own.
         right.page_link("pages/data.py", label="Wrong? Teach it your hand on the Data page", icon=":material/back_hand:")
@@ -275,9 +286,12 @@ if stored and stored[0] == ckpt_id and stored[1] == key:
     report = stored[2]
     ds = get_dataset(key, data_dir(), ckpt.train_image_size)
     m1, m2, m3 = st.columns(3)
-    m1.metric("Test accuracy", f"{report.accuracy:.1%}")
+    m1.metric("Test accuracy", f"{report.accuracy:.1%}", help=MIRROR_NOTE if report.mirrored else None)
     m2.metric("Misclassified", f"{len(report.misclassified)} of {len(ds.y_test)}")
     m3.metric("Test loss", f"{report.loss:.3f}")
+    if report.mirrored:
+        st.caption(f"Each image read with its mirror image, as a photo is predicted. Read alone, as the Train page "
+                   f"measured it: {report.single_accuracy:.1%}.")
     heat = go.Figure(go.Heatmap(z=report.confusion, x=list(report.classes), y=list(report.classes), colorscale="Reds",
                                 text=report.confusion, texttemplate="%{text}", showscale=False))
     heat.update_layout(title="Confusion matrix", xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",

@@ -173,6 +173,27 @@ def test_predict_evaluate_on_the_test_split(predict):
     assert "p_confusion" in plotly_keys(at)
 
 
+def test_a_net_fine_tuned_on_mirrored_photos_says_it_reads_the_mirror_too(env, apps):
+    # The fine-tuning recipe mirrors half the photos; such a net answers with the mean of the photo's
+    # and its mirror image's answers, and the page says so where it shows the answer and the test report.
+    data = load_dataset("synthetic")
+    trainer = Trainer(default_spec("lenet"), data, TrainConfig(epochs=1, batch_size=64, augmentation="mirrored"))
+    for _ in trainer.run():
+        pass
+    trainer.save(env.ckpt / "mirrored.pt")
+    at = apps("pages/predict.py")
+    at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
+    at.run()
+    _assert_prediction(at, tuple("012345"))
+    assert any("Read with its mirror image too" in c.value for c in at.caption)
+    assert any("sum of both maps" in c.value for c in at.caption)  # Grad-CAM of both views
+    button(at, "Evaluate").click()
+    at.run()
+    assert_clean(at)
+    alone = f"{trainer.evaluate_test().accuracy:.1%}"
+    assert any(f"Read alone, as the Train page measured it: {alone}" in c.value for c in at.caption)
+
+
 def test_predict_uploaded_two_class_checkpoint_evaluates_on_cats(env, apps, cats_data_dir):
     env.monkeypatch.setenv("TORCHLAB_DATA_DIR", str(cats_data_dir))
     cats = load_dataset("cats", cats_data_dir)

@@ -99,14 +99,18 @@ def manual_split(model: nn.Module, spec: ModelSpec):
 
 
 def reference_cam(model: nn.Module, spec: ModelSpec, x: torch.Tensor, c: int) -> torch.Tensor:
+    cam = reference_raw_cam(model, spec, x, c)
+    return cam / cam.max() if cam.max() > 0 else cam  # no evidence for the class anywhere: all 0
+
+
+def reference_raw_cam(model: nn.Module, spec: ModelSpec, x: torch.Tensor, c: int) -> torch.Tensor:
     features, head = manual_split(model, spec)
     with torch.enable_grad():
         f = features(x).detach().requires_grad_(True)
         (g,) = torch.autograd.grad(head(f)[0, c], f)
     alpha = g.mean(dim=(2, 3))[0]  # one weight per channel
     cam = torch.relu(torch.einsum("k,khw->hw", alpha, f.detach()[0]))
-    cam = F.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-    return cam / cam.max() if cam.max() > 0 else cam  # no evidence for the class anywhere: all 0
+    return F.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
 
 
 @pytest.mark.parametrize("style", ["module", "sequential"])
@@ -121,6 +125,23 @@ def test_grad_cam_equals_an_independent_computation(spec, style):
         torch.testing.assert_close(cam, reference_cam(model, spec, x, c), rtol=1e-5, atol=1e-6)
         peaks.append(float(cam.max()))
     assert peaks.count(0.0) < len(peaks)  # the comparison is not all zeros
+
+
+def test_a_mirror_reading_net_gets_the_evidence_behind_both_answers():
+    # A net that reads a photo with its mirror image (Checkpoint.mirror_average) is explained by both
+    # maps, the mirror's mirrored back, summed before the division by the peak.
+    model, x = net(LENET), image(LENET)
+    for c in range(LENET.num_classes):
+        both = reference_raw_cam(model, LENET, x, c) + reference_raw_cam(model, LENET, x.flip(-1), c).flip(-1)
+        expected = both / both.max() if both.max() > 0 else both
+        cam = grad_cam(model, x, c, mirror=True)
+        torch.testing.assert_close(cam, expected, rtol=1e-5, atol=1e-6)
+        # It reads the photo and its mirror alike: the map of the mirror image is this map mirrored.
+        torch.testing.assert_close(grad_cam(model, x.flip(-1), c, mirror=True), cam.flip(-1), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(grad_cam(model, x, 0, mirror=True), grad_cam(model, x, 0), atol=1e-3)
+    mlp, xm = net(MLP), image(MLP)
+    torch.testing.assert_close(saliency(mlp, xm.flip(-1), 1, mirror=True), saliency(mlp, xm, 1, mirror=True).flip(-1))
+    assert not torch.allclose(saliency(mlp, xm, 1, mirror=True), saliency(mlp, xm, 1), atol=1e-3)
 
 
 def test_the_shown_code_runs_and_gives_grad_cam():
@@ -324,6 +345,18 @@ def test_explain_a_photo_for_the_predicted_and_another_class(trained):
     assert filters.images.shape == (6, 5, 5, 3) and filters.shape == (6, 3, 5, 5)
     with pytest.raises(ExplainError, match="not one of this net's classes: bar, column, diagonal"):
         explain(ckpt, photo, class_name="cat")
+
+
+def test_explaining_a_mirror_reading_net_shows_both_views(trained):
+    ckpt, data = trained
+    mirrored = copy.copy(ckpt)
+    mirrored.training = {**ckpt.training, "augment": True, "augmentation": "mirrored"}
+    assert mirrored.mirror_average and not ckpt.mirror_average
+    photo = png(data.x_test[0])
+    exp = explain(mirrored, photo)
+    assert exp.prediction.mirrored and exp.prediction.probabilities == predict_image(mirrored, photo).probabilities
+    expected = grad_cam(ckpt.model, exp.prediction.net_input, exp.class_index, mirror=True)
+    np.testing.assert_array_equal(exp.heatmap, expected.numpy())
 
 
 def test_explain_uses_saliency_for_an_mlp_checkpoint(tmp_path):

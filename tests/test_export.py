@@ -122,6 +122,7 @@ def test_onnx_export_is_the_same_net_in_onnxruntime(tmp_path, spec, style):
                                                                           str(spec.input_size))
     assert json.loads(meta["preprocessing"])["channels"] == spec.in_channels and meta["input_range"] == "[0, 1]"
     assert ModelSpec.from_dict(json.loads(meta["model_spec"])) == spec and meta["style"] == style
+    assert meta["mirror_average"] == ("true" if ckpt.mirror_average else "false") and "mirror" in meta["mirror_average_means"]
 
     # The file alone, in a folder of its own, run by onnxruntime, at several batch sizes.
     alone = tmp_path / "alone" / "net.onnx"
@@ -152,6 +153,13 @@ def test_the_metadata_says_how_a_photo_becomes_the_input_of_a_net_of_another_siz
     assert steps[2:] == ["resize to 64×64 (antialiased, Lanczos)", "divide by 255 → float32 in [0, 1]",
                          "gray = 0.299 R + 0.587 G + 0.114 B", "resize to 32×32 (bilinear, antialiased)",
                          "arrange as N×1×32×32 (batch, channel, row, column)"]
+
+
+def test_the_metadata_says_when_torchlab_reads_the_mirror_image_too(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "net.pt", ModelSpec("lenet", 6, in_channels=1, input_size=32))
+    ckpt.training = {**ckpt.training, "augment": True, "augmentation": "mirrored"}  # the fine-tuning recipe's
+    meta = {p.key: p.value for p in onnx.load_from_string(export_bytes(ckpt, "onnx").data).metadata_props}
+    assert meta["mirror_average"] == "true"
 
 
 def test_two_styles_of_one_net_export_the_same_function(tmp_path):

@@ -60,7 +60,8 @@ def test_prediction_is_a_distribution_over_the_checkpoint_classes(run, tiny_data
     assert pred.label == max(pred.probabilities, key=pred.probabilities.get)
     assert pred.confidence == pred.probabilities[pred.label]
     assert pred.seen.shape == (16, 16, 3) and pred.seen.dtype == np.uint8
-    assert pred.to_dict() == {"label": pred.label, "confidence": pred.confidence, "probabilities": pred.probabilities}
+    assert pred.to_dict() == {"label": pred.label, "confidence": pred.confidence, "probabilities": pred.probabilities,
+                              "mirror_average": False}
 
 
 def test_prediction_uses_the_training_conversion(run, tiny_dataset):
@@ -222,3 +223,69 @@ def test_tensor_to_image_inverts_images_to_tensor():
     assert gray.shape == (5, 7) and np.abs(gray.astype(int) - expected).max() <= 1
     with pytest.raises(ValueError, match="C×H×W"):
         tensor_to_image(torch.zeros(2, 4, 4))
+
+
+# --- a net trained on mirrored images reads a photo with its mirror image -------------------------
+
+
+@pytest.fixture
+def mirrored_run(tiny_dataset, tmp_path):
+    """A LeNet trained with the fine-tuning recipe's ``mirrored`` augmentation, saved and loaded."""
+    trainer = Trainer(SPECS["lenet-gray"], tiny_dataset, CONFIG.replace(augment=True, augmentation="mirrored"))
+    for _ in trainer.run():
+        pass
+    return trainer, load_checkpoint(trainer.save(tmp_path / "mirrored.pt"))
+
+
+@pytest.mark.parametrize(("augment", "preset", "expected"), [
+    (True, "mirrored", True), (True, "standard", False), (True, "mixed", False), (True, "webcam", False),
+    (False, "mirrored", False),  # the preset is kept in the settings, but nothing was mirrored
+    (True, "from a newer TorchLab", False),
+])
+def test_only_a_net_trained_on_mirrored_images_reads_the_mirror_too(run, augment, preset, expected):
+    _, ckpt = run
+    ckpt.training = {**ckpt.training, "augment": augment, "augmentation": preset}
+    assert ckpt.mirror_average is expected
+
+
+def test_a_mirror_trained_net_answers_the_mean_for_the_photo_and_its_mirror(mirrored_run, tiny_dataset):
+    _, ckpt = mirrored_run
+    assert ckpt.mirror_average
+    images = tiny_dataset.x_test[:6]
+    plain, mirrored = net_probabilities(ckpt, images), net_probabilities(ckpt, images[:, :, ::-1].copy())
+    expected = (plain + mirrored) / 2
+    assert not torch.allclose(plain, mirrored, atol=1e-3)  # the two views really differ: the test can fail
+    for i, image in enumerate(images):
+        pred = predict_image(ckpt, png(image))
+        assert pred.mirrored and pred.to_dict()["mirror_average"] is True
+        torch.testing.assert_close(torch.tensor(list(pred.probabilities.values())), expected[i], rtol=1e-4, atol=1e-6)
+        assert pred.label == ckpt.classes[int(expected[i].argmax())]
+        # What the net was given is the photo itself; its mirror is made inside.
+        torch.testing.assert_close(pred.net_input, images_to_tensor(torch.from_numpy(image[None]), 1))
+
+
+def test_a_net_trained_without_mirroring_reads_the_photo_alone(run, tiny_dataset):
+    _, ckpt = run
+    pred = predict_image(ckpt, png(tiny_dataset.x_test[0]))
+    assert not pred.mirrored and pred.to_dict()["mirror_average"] is False
+    expected = net_probabilities(ckpt, tiny_dataset.x_test[:1])[0]
+    torch.testing.assert_close(torch.tensor(list(pred.probabilities.values())), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_the_test_report_of_a_mirror_trained_net_reads_as_prediction_does(mirrored_run, tiny_dataset):
+    trainer, ckpt = mirrored_run
+    report = evaluate_checkpoint(ckpt, tiny_dataset)
+    p = (net_probabilities(ckpt, tiny_dataset.x_test) + net_probabilities(ckpt, tiny_dataset.x_test[:, :, ::-1].copy())) / 2
+    y = torch.from_numpy(tiny_dataset.y_test)
+    assert report.mirrored
+    assert report.accuracy == pytest.approx((p.argmax(1) == y).float().mean().item())
+    assert report.loss == pytest.approx(-p[torch.arange(len(y)), y].log().mean().item(), rel=1e-4)
+    assert report.confusion.sum() == len(y) and np.trace(report.confusion) == round(report.accuracy * len(y))
+    # Beside it, the figure training measured: each image alone.
+    assert report.single_accuracy == trainer.evaluate_test().accuracy
+
+
+def test_the_test_report_of_a_net_trained_without_mirroring_has_no_second_figure(run, tiny_dataset):
+    _, ckpt = run
+    report = evaluate_checkpoint(ckpt, tiny_dataset)
+    assert not report.mirrored and report.single_accuracy is None
