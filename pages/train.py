@@ -271,7 +271,7 @@ else:
         c8.select_slider("Batch size", BATCH_SIZES, key="t_batch", disabled=busy,
                          format_func=lambda b: "full" if b == 0 else str(b),
                          help="Images per step; 'full' uses the whole training set per step (the tutorial's first example).")
-        c9, c10, c10b, c11, c12, c13 = st.columns([1, 0.8, 1.2, 1, 1, 1], vertical_alignment="bottom")
+        c9, c10, c10b, c11, c12, c13 = st.columns([1, 1.05, 1.2, 0.9, 0.95, 1.1], vertical_alignment="bottom")
         c9.number_input("Epochs", min_value=1, max_value=500, step=1, key="t_epochs", disabled=busy,
                         help="Passes over the training set.")
         augment = c10.toggle("Augment", key="t_augment", disabled=busy,
