@@ -413,6 +413,7 @@ def render_sidebar() -> None:
 def _describe_device() -> str:
     from core.device import describe_device, pick_device
 
+    share_cores()  # the threads a run gets, even when this page rendered before the warm-up set them
     return describe_device(pick_device("auto"))
 
 
