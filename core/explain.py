@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -109,11 +109,17 @@ def grad_cam(model: nn.Module, x: torch.Tensor, class_index: int, mirror: bool =
     Raises :class:`ExplainError` for a net in training mode, a bad shape or class, and
     ``ValueError`` for a net without convolutions (use :func:`saliency`).
     """
+    return _map(_grad_cam, model, x, class_index, mirror)
+
+
+def _map(raw: Callable[[nn.Module, torch.Tensor, int], torch.Tensor], model: nn.Module, x: torch.Tensor,
+         class_index: int, mirror: bool) -> torch.Tensor:
+    """``raw``'s map of the checked input (plus its mirror image's, mirrored back), divided by the peak."""
     x = _check(model, x)
-    cam = _grad_cam(model, x, class_index)
+    heat = raw(model, x, class_index)
     if mirror:
-        cam = cam + _grad_cam(model, x.flip(-1), class_index).flip(-1)
-    return _scale(cam).float().cpu()
+        heat = heat + raw(model, x.flip(-1), class_index).flip(-1)
+    return _scale(heat).float().cpu()
 
 
 def _grad_cam(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tensor:
@@ -141,11 +147,7 @@ def saliency(model: nn.Module, x: torch.Tensor, class_index: int, mirror: bool =
     which pixels would change the score most, not where the evidence is: noisier than Grad-CAM.
     Same guarantees, errors and ``mirror`` as :func:`grad_cam`.
     """
-    x = _check(model, x)
-    heat = _saliency(model, x, class_index)
-    if mirror:
-        heat = heat + _saliency(model, x.flip(-1), class_index).flip(-1)
-    return _scale(heat).float().cpu()
+    return _map(_saliency, model, x, class_index, mirror)
 
 
 def _saliency(model: nn.Module, x: torch.Tensor, class_index: int) -> torch.Tensor:
