@@ -129,6 +129,12 @@ class Dataset:
             f"{self.image_size}×{self.image_size} RGB, {self.num_classes} classes, {kind} — {self.source}"
         )
 
+    def class_examples(self, per_class: int = 2) -> list[tuple[str, np.ndarray]]:
+        """The first ``per_class`` training images of each class, class by class: how the data shows
+        each class, for a user who wants to show the net theirs the same way."""
+        return [(c, self.x_train[i]) for k, c in enumerate(self.classes)
+                for i in np.flatnonzero(self.y_train == k)[:per_class]]
+
     def with_class_order(self, order: Sequence[str]) -> Dataset:
         """The same images with the classes in ``order`` and the labels renumbered to match.
 

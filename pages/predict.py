@@ -233,6 +233,24 @@ with st.expander("Export this net: ONNX, weights only, or the full checkpoint", 
 # A SIGNS-style net reads finger counts; a net fine-tuned on the user's own classes reads those.
 fingers = tuple(ckpt.classes) == tuple(str(i) for i in range(6))
 what = "0–5 fingers" if fingers else ", ".join(ckpt.classes)
+# A net knows each class only as its training photos show it (SIGNS' "3" is thumb, index and middle
+# finger; its "0" an O): showing the examples is the cheapest help a stranger's hand can get.
+here = [k for k in datasets_here() if get_peek(k, data_dir()).classes == tuple(ckpt.classes)]
+saved_key = ckpt.dataset.get("key")
+if saved_key in here:
+    trained_on = get_dataset(saved_key, data_dir(), ckpt.train_image_size)
+    with st.expander(f"What each class looks like in {trained_on.title} — show yours the same way",
+                     icon=":material/school:"):
+        examples = trained_on.class_examples(per_class=2)
+        if len(trained_on.classes) <= 8:  # a column per class, its photos side by side
+            for col, label in zip(st.columns(len(trained_on.classes)), trained_on.classes):
+                col.image([image for c, image in examples if c == label], width=64)
+                col.caption(f"**{label}**")
+        else:
+            st.image([image for _, image in examples], width=64, caption=[label for label, _ in examples])
+        st.caption("The first two training photos of each class. The net learnt each class from photos like "
+                   "these only: a hand shown another way (another finger for a 3, a fist for a 0) is read as "
+                   "whatever it looks most like. Different? Teach it yours on the Data page.")
 tab_upload, tab_camera, tab_live = st.tabs(["Upload a photo", "Camera", "Live"], key="p_input", on_change="rerun")
 with tab_upload:
     photo = st.file_uploader(f"A photo of a hand showing {'' if fingers else 'one of: '}{what}", type=IMAGE_TYPES,
@@ -272,11 +290,9 @@ else:
 
 # --- the test split ----------------------------------------------------------------------------
 st.subheader("Evaluate on the test split")
-here = [k for k in datasets_here() if get_peek(k, data_dir()).classes == tuple(ckpt.classes)]
 if not here:
     st.caption("No data set here has this checkpoint's classes.")
     st.stop()
-saved_key = ckpt.dataset.get("key")
 key = st.selectbox("Test data", here, index=here.index(saved_key) if saved_key in here else 0,
                    format_func=dataset_title, key="p_eval_data")
 if st.button("Evaluate", icon=":material/fact_check:"):

@@ -84,6 +84,17 @@ def test_predict_a_photo(predict):
     assert any(page in ("data", "pages/data.py") and label.startswith("Wrong? Teach it your hand") for page, label in links), links
 
 
+def test_the_page_shows_how_the_training_data_shows_each_class(predict):
+    # A stranger learns SIGNS' conventions (a 3 is thumb, index and middle finger) from the examples.
+    at = predict
+    [box] = [e for e in at.expander if "What each class looks like" in e.label]
+    assert box.label.startswith("What each class looks like in built-in synthetic finger counts")
+    shown = [im for im in box.image]
+    assert len(shown) == 6 and all(len(im.value) == 2 for im in shown)  # a column per class, two photos each
+    assert [c.value for c in box.caption][:6] == [f"**{i}**" for i in range(6)]
+    assert_clean(at)
+
+
 def test_predict_from_the_camera(predict):
     at = predict
     png = hand_photo(480, "PNG", index=1)

@@ -54,6 +54,21 @@ def test_signs_loader_matches_the_file(data_dir: Path) -> None:
     assert "real" in ds.describe() and "1080 train" in ds.describe()
 
 
+def test_class_examples_are_each_classs_first_training_photos_from_the_file(data_dir: Path) -> None:
+    ds = load_dataset("signs", data_dir)
+    raw_x, raw_y, _ = _read_raw(data_dir / "signs" / "train_signs.h5", "train")
+    raw_y = raw_y.reshape(-1)
+    examples = ds.class_examples(per_class=2)
+    assert [label for label, _ in examples] == ["0", "0", "1", "1", "2", "2", "3", "3", "4", "4", "5", "5"]
+    for k in range(6):
+        first_two = np.flatnonzero(raw_y == k)[:2]
+        for (_, image), i in zip(examples[2 * k : 2 * k + 2], first_two):
+            np.testing.assert_array_equal(image, raw_x[i])
+    # A class with fewer photos than asked for gives what it has, in the data set's class order.
+    small = dataclasses.replace(ds, x_train=ds.x_train[:3], y_train=np.array([4, 1, 4]))
+    assert [label for label, _ in small.class_examples(per_class=5)] == ["1", "4", "4"]
+
+
 def test_cats_classes_decode(cats_data_dir: Path) -> None:
     ds = load_dataset("cats", cats_data_dir)
     assert ds.classes == ("non-cat", "cat")
