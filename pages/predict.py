@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.checkpoint import Checkpoint, CheckpointError, checkpoint_dir, list_checkpoints, load_checkpoint
+from core.data import DatasetError
 from core.explain import GRAD_CAM, GRADCAM_CODE, ExplainError, colorbar, enlarge, explain
 from core.inference import evaluate_checkpoint, predict_image
 from core.live import LivePredictor, SettingError
@@ -237,8 +238,11 @@ what = "0–5 fingers" if fingers else ", ".join(ckpt.classes)
 # finger; its "0" an O): showing the examples is the cheapest help a stranger's hand can get.
 here = [k for k in datasets_here() if get_peek(k, data_dir()).classes == tuple(ckpt.classes)]
 saved_key = ckpt.dataset.get("key")
-if saved_key in here:
-    trained_on = get_dataset(saved_key, data_dir(), ckpt.train_image_size)
+try:
+    trained_on = get_dataset(saved_key, data_dir(), ckpt.train_image_size) if saved_key in here else None
+except DatasetError:  # Evaluate, below, says what is wrong with it when asked
+    trained_on = None
+if trained_on is not None:
     with st.expander(f"What each class looks like in {trained_on.title} — show yours the same way",
                      icon=":material/school:"):
         examples = trained_on.class_examples(per_class=2)
@@ -296,7 +300,10 @@ if not here:
 key = st.selectbox("Test data", here, index=here.index(saved_key) if saved_key in here else 0,
                    format_func=dataset_title, key="p_eval_data")
 if st.button("Evaluate", icon=":material/fact_check:"):
-    st.session_state["p_report"] = (ckpt_id, key, evaluate_checkpoint(ckpt, get_dataset(key, data_dir(), ckpt.train_image_size)))
+    try:
+        st.session_state["p_report"] = (ckpt_id, key, evaluate_checkpoint(ckpt, get_dataset(key, data_dir(), ckpt.train_image_size)))
+    except DatasetError as e:
+        show_error(f"Could not evaluate on {dataset_title(key)}: {e}")
 stored = st.session_state.get("p_report")
 if stored and stored[0] == ckpt_id and stored[1] == key:
     report = stored[2]

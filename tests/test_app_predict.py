@@ -95,6 +95,27 @@ def test_the_page_shows_how_the_training_data_shows_each_class(predict):
     assert_clean(at)
 
 
+def test_training_data_that_can_no_longer_be_read_is_a_message_not_a_traceback(env, apps, trained_dir, monkeypatch):
+    # The net's data set is listed but its files broke since: no examples, and Evaluate says why.
+    import streamlit_app
+    from core.data import DatasetError
+
+    def broken(*args, **kwargs):
+        raise DatasetError("train_signs.h5: not an HDF5 file — put the tutorial's file back")
+
+    env.monkeypatch.setenv("TORCHLAB_CHECKPOINT_DIR", str(trained_dir))
+    at = apps("pages/predict.py")
+    assert [e for e in at.expander if "What each class looks like" in e.label]
+    monkeypatch.setattr(streamlit_app, "get_dataset", broken)
+    at.run()
+    assert_clean(at)
+    assert not [e for e in at.expander if "What each class looks like" in e.label]
+    button(at, "Evaluate").click()
+    at.run()
+    assert_clean(at)
+    assert any("Could not evaluate" in e and "not an HDF5 file" in e for e in errors(at)), errors(at)
+
+
 def test_predict_from_the_camera(predict):
     at = predict
     png = hand_photo(480, "PNG", index=1)
