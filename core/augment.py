@@ -197,7 +197,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator,
     if cfg.blur_p > 0 and cfg.blur_sigma > 0:
         idx = _some(generator, x, cfg.blur_p)
         sigma = _uniform(generator, x, 0, cfg.blur_sigma, len(idx))
-        x.index_copy_(0, idx, gaussian_blur(x.index_select(0, idx), sigma))
+        x.index_copy_(0, idx, gaussian_blur(x.index_select(0, idx), sigma, max_sigma=cfg.blur_sigma))
 
     # Light, in one draw: contrast, brightness, colour cast, tone curve, colour temperature.
     ranges = {"contrast": (1 - cfg.contrast, 1 + cfg.contrast, 1, 1, 1),
@@ -276,16 +276,18 @@ def _temperature_gains(warmth: torch.Tensor, dtype: torch.dtype) -> torch.Tensor
     return torch.cat([1 + w, torch.ones_like(w), 1 - w], dim=1)
 
 
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float | None = None) -> torch.Tensor:
     """Blur each image of an N×C×H×W batch with its own Gaussian ``sigma`` (pixels; 0 = unchanged).
 
     Separable convolution with one kernel per image, as a grouped convolution over the whole
-    batch; edges are reflected.
+    batch; edges are reflected. The kernel reaches 2.5 ``max_sigma`` either side: give the largest
+    sigma the caller can draw, and the kernel's size never depends on the data — no read of the
+    device, one shape for a CUDA graph. Without it, the batch's largest sigma is read.
     """
     n, c, h, w = x.shape
     if n == 0:
         return x
-    radius = max(1, math.ceil(2.5 * float(sigma.max())))
+    radius = max(1, math.ceil(2.5 * (float(sigma.max()) if max_sigma is None else max_sigma)))
     radius = min(radius, (min(h, w) - 1) // 2)
     taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     s = sigma.to(x.dtype).view(n, 1).clamp_min(1e-3)

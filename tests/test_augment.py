@@ -166,6 +166,11 @@ def test_gaussian_blur_smooths_keeps_the_mean_and_sigma_zero_is_identity() -> No
     assert torch.allclose(y.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=0.02)
     # The same as blurring each image on its own: no leakage between images of the batch.
     assert torch.allclose(gaussian_blur(x[2:], torch.tensor([2.0])), y[2:], atol=1e-6)
+    # A kernel sized for the largest sigma that can be drawn (no read of the data) blurs the same,
+    # to within the Gaussian's far tails.
+    assert torch.equal(gaussian_blur(x, torch.tensor([0.0, 1.0, 2.0]), max_sigma=2.0), y)
+    wide = gaussian_blur(x, torch.tensor([0.0, 1.0, 2.0]), max_sigma=3.0)
+    assert torch.allclose(wide, y, atol=5e-3) and torch.allclose(wide[0], x[0], atol=1e-6)
 
 
 def test_color_temperature_warms_and_cools() -> None:

@@ -43,9 +43,14 @@ def host_reads(monkeypatch):
 # --- the step never syncs -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
-def test_training_reads_the_device_once_per_epoch(tiny_dataset, host_reads, optimizer):
-    trainer = Trainer(LENET_SPEC, tiny_dataset, cfg(optimizer=optimizer, schedule="onecycle", augment=True, epochs=2))
+@pytest.mark.parametrize(("optimizer", "augmentation"), [
+    ("sgd", "standard"), ("momentum", "standard"), ("rmsprop", "standard"), ("adam", "standard"),
+    ("adam", "mixed"),  # the default recipe's: webcam-like blur (per-image sigmas), JPEG, cluttered rooms
+    ("adam", "webcam"), ("adam", "mirrored"),
+])
+def test_training_reads_the_device_once_per_epoch(tiny_dataset, host_reads, optimizer, augmentation):
+    config = cfg(optimizer=optimizer, schedule="onecycle", augment=True, augmentation=augmentation, epochs=2)
+    trainer = Trainer(LENET_SPEC, tiny_dataset, config)
     trainer.report_seconds = math.inf  # no live chart to feed
     host_reads.clear()
     steps = 0
