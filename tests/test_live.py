@@ -34,7 +34,7 @@ from core.live import (
 )
 from core.nets import build_model
 from core.spec import ModelSpec
-from core.tensors import tensor_to_image
+from core.tensors import images_to_tensor, tensor_to_image
 from core.trainer import COMPUTE_TURNS
 from streamlit_app import LiveVideo, live_rtc_configuration
 from tests.live_frames import FRAME_H, FRAME_W, camera_frame
@@ -158,6 +158,31 @@ def test_grad_cam_overlay_on_the_square(signs_lenet, hands):
     # The heat map colours the square the net reads and nothing else.
     assert np.abs(out[inside].astype(int) - plain[inside].astype(int)).mean() > 10
     assert np.array_equal(out[outside], plain[outside])
+
+
+def test_a_mirror_reading_net_reads_each_frame_with_its_mirror_image(signs_lenet, hands):
+    # A net fine-tuned with the mirrored augmentation: a frame is read as a photo of it is, with the
+    # mirror image, and its overlay is the evidence behind both views.
+    import copy
+
+    from core.explain import grad_cam
+
+    mirrored = copy.copy(signs_lenet)
+    mirrored.training = {**signs_lenet.training, "augment": True, "augmentation": "mirrored"}
+    def live(ckpt, frame: np.ndarray, explain: bool = False):
+        video = stream(ckpt, explain=explain)
+        send(video, video_frame(np.ascontiguousarray(frame)))
+        return video.predictor.latest
+
+    frame = hands["3"]
+    result = live(mirrored, frame, explain=True)
+    alone, its_mirror = live(signs_lenet, frame), live(signs_lenet, frame[:, ::-1])
+    expected = {c: (alone.probabilities[c] + its_mirror.probabilities[c]) / 2 for c in mirrored.classes}
+    assert result.probabilities == pytest.approx(expected, abs=3e-4)  # the mirrored frame is made apart
+    assert result.probabilities != pytest.approx(alone.probabilities, abs=3e-4)  # the two views differ
+    net_input = images_to_tensor(torch.from_numpy(result.seen[None].copy()), 3)
+    index = list(mirrored.classes).index(result.label)
+    np.testing.assert_allclose(result.heatmap, grad_cam(mirrored.model, net_input, index, mirror=True).numpy(), atol=1e-5)
 
 
 def test_annotate_leaves_the_frame_alone_outside_the_square():
