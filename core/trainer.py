@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.augment import AUGMENTATIONS, augment_batch, augment_for
+from core.augment import AUGMENTATIONS, augment_batch, augment_for, mirrors
 from core.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from core.data import Dataset
 from core.device import pick_device
@@ -701,9 +701,16 @@ class Trainer:
         with self.lock:
             return self.history.copy()
 
-    def evaluate_test(self) -> EvalResult:
-        """The current model on the whole test split."""
-        return evaluate(self.model, self.x_test, self.y_test)
+    @property
+    def mirror_average(self) -> bool:
+        """Whether its saved checkpoint will read photos with their mirror images
+        (:attr:`core.checkpoint.Checkpoint.mirror_average`): trained on images mirrored half the time."""
+        return self.config.augment and mirrors(self.spec.arch, self.config.augmentation)
+
+    def evaluate_test(self, mirror: bool = False) -> EvalResult:
+        """The current model on the whole test split; ``mirror``: each image read with its mirror
+        image, as prediction reads a net that :attr:`mirror_average`."""
+        return evaluate(self.model, self.x_test, self.y_test, mirror=mirror)
 
     def final_metrics(self) -> dict[str, Any]:
         """The last epoch's figures plus totals, for checkpoints and run lists."""

@@ -435,8 +435,11 @@ if history:
                                        file_name=f"{default_name}-full-module.pt", mime="application/octet-stream")
         with c2:
             if run.eval_step != trainer.step or run.eval is None:  # once per state of the model, not per rerun
-                run.eval, run.eval_step = trainer.evaluate_test(), trainer.step
-            result = run.eval
+                # As Predict will read the saved net: a net trained on mirrored photos with the mirror image too.
+                mirror = trainer.mirror_average
+                alone = trainer.evaluate_test()
+                run.eval, run.eval_step = (trainer.evaluate_test(mirror=True) if mirror else alone, alone), trainer.step
+            result, alone = run.eval
             cm = confusion_matrix(trainer.y_test.cpu().numpy(), result.predictions.numpy(), len(trainer.dataset.classes))
             classes = list(trainer.dataset.classes)
             heat = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Reds", text=cm, texttemplate="%{text}",
@@ -445,3 +448,6 @@ if history:
                                xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
                                xaxis_type="category", yaxis_type="category", margin=dict(l=10, r=10, t=40, b=10))
             st.plotly_chart(heat, width="stretch", key="confusion")
+            if trainer.mirror_average:
+                st.caption(f"Each test photo read with its mirror image, as Predict reads this net (it trained on "
+                           f"mirrored photos too). Read alone, as the curves above: {alone.accuracy:.1%}.")

@@ -196,6 +196,11 @@ def test_finetune_a_checkpoint_on_own_classes_with_the_last_layers_only(env, app
     assert job.trainer.dataset.classes == ("paper", "rock")
     assert any("new head for 2 classes" in c.value for c in at.caption)
     assert "fine-tuned from mlp-synthetic.pt (last layers)" in table(at, "run").iloc[0]["run"]
+    # The test report under the run reads each photo as Predict will (with its mirror image, for a
+    # net trained on mirrored photos), and gives the curves' figure (each photo alone) beside it.
+    alone = f"{job.trainer.evaluate_test().accuracy:.1%}"
+    assert any("read with its mirror image, as Predict reads this net" in c.value and f"Read alone, as the curves "
+               f"above: {alone}" in c.value for c in at.caption), [c.value for c in at.caption]
     # Saved, it says where it came from and predicts the user's classes.
     button(at, "Save checkpoint").click()
     at.run()

@@ -248,6 +248,12 @@ def test_only_a_net_trained_on_mirrored_images_reads_the_mirror_too(run, augment
     assert ckpt.mirror_average is expected
 
 
+def test_the_trainer_and_its_saved_checkpoint_agree_on_reading_the_mirror(run, mirrored_run):
+    for trainer, ckpt in (run, mirrored_run):
+        assert trainer.mirror_average is ckpt.mirror_average
+    assert mirrored_run[0].mirror_average and not run[0].mirror_average
+
+
 def test_a_mirror_trained_net_answers_the_mean_for_the_photo_and_its_mirror(mirrored_run, tiny_dataset):
     _, ckpt = mirrored_run
     assert ckpt.mirror_average
