@@ -69,7 +69,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.augment import AUGMENTATIONS, mirrors  # noqa: E402
+from core.augment import AUGMENTATIONS  # noqa: E402
 from core.checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint  # noqa: E402
 from core.data import Dataset, DatasetError, load_dataset, resolve_data_dir  # noqa: E402
 from core.device import DEVICES, DeviceError, describe_device, pick_device  # noqa: E402
@@ -251,8 +251,8 @@ def finetune(ckpt: Checkpoint, subset: Dataset, n: int, seed: int, freeze: str, 
     for _ in trainer.run():
         pass
     seconds = time.perf_counter() - t0
-    mirror = config.augment and mirrors(ckpt.spec.arch, config.augmentation)  # as the app will read photos
-    out = score(trainer.model, x_test.to(trainer.device), y_test.to(trainer.device), subset.classes, mirror)
+    out = score(trainer.model, x_test.to(trainer.device), y_test.to(trainer.device), subset.classes,
+                trainer.mirror_average)  # as the app will read photos
     return {"shots": n, "seed": seed, "freeze": freeze, "seconds": seconds, "steps": trainer.step,
             "trainable_parameters": trainer.trainable_parameters, "precision": str(trainer.engine.autocast_dtype or "fp32"),
             "recipe": config.describe(), **out}
