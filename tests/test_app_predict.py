@@ -205,18 +205,24 @@ def test_predict_evaluate_on_the_test_split(predict):
     assert "p_confusion" in plotly_keys(at)
 
 
-def test_a_net_fine_tuned_on_mirrored_photos_says_it_reads_the_mirror_too(env, apps):
-    # The fine-tuning recipe mirrors half the photos; such a net answers with the mean of the photo's
-    # and its mirror image's answers, and the page says so where it shows the answer and the test report.
-    data = load_dataset("synthetic")
-    trainer = Trainer(default_spec("lenet"), data, TrainConfig(epochs=1, batch_size=64, augmentation="mirrored"))
+def _trained_and_shown_a_photo(env, apps, arch: str, config: TrainConfig) -> tuple[Trainer, AppTest]:
+    """A net trained on the synthetic set, saved as the only checkpoint, and the Predict page with
+    a hand photo uploaded and predicted."""
+    trainer = Trainer(default_spec(arch), load_dataset("synthetic"), config)
     for _ in trainer.run():
         pass
-    trainer.save(env.ckpt / "mirrored.pt")
+    trainer.save(env.ckpt / f"{arch}.pt")
     at = apps("pages/predict.py")
     at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
     at.run()
     _assert_prediction(at, tuple("012345"))
+    return trainer, at
+
+
+def test_a_net_fine_tuned_on_mirrored_photos_says_it_reads_the_mirror_too(env, apps):
+    # The fine-tuning recipe mirrors half the photos; such a net answers with the mean of the photo's
+    # and its mirror image's answers, and the page says so where it shows the answer and the test report.
+    trainer, at = _trained_and_shown_a_photo(env, apps, "lenet", TrainConfig(epochs=1, batch_size=64, augmentation="mirrored"))
     assert any("Read with its mirror image too" in c.value for c in at.caption)
     assert any("sum of both maps" in c.value for c in at.caption)  # Grad-CAM of both views
     button(at, "Evaluate").click()
@@ -292,14 +298,7 @@ def test_look_inside_from_the_camera(predict):
 
 
 def test_look_inside_an_mlp_is_an_input_gradient_saliency_map(env, apps):
-    trainer = Trainer(default_spec("mlp"), load_dataset("synthetic"), TrainConfig(epochs=1, batch_size=128, augment=False))
-    for _ in trainer.run():
-        pass
-    trainer.save(env.ckpt / "mlp.pt")
-    at = apps("pages/predict.py")
-    at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
-    at.run()
-    _assert_prediction(at, tuple("012345"))
+    _, at = _trained_and_shown_a_photo(env, apps, "mlp", TrainConfig(epochs=1, batch_size=128, augment=False))
     _image(at, f"input-gradient saliency for class {metrics(at)['Prediction']}")
     assert any("no convolution" in c.value for c in at.caption)
     assert not any("Feature maps" in e.label for e in at.expander)
