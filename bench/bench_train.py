@@ -11,7 +11,7 @@ Adam) leave the outcome the same.
 
 Then whole epochs, the user's way: each loop's wall time from an epoch's start to its test accuracy.
 
-    python bench/bench_train.py [--data-dir DIR] [--rounds 7] [--resnet-steps 5] [--epoch-rounds 3]
+    python bench/bench_train.py [--data-dir DIR] [--nets lenet resnet50] [--rounds 7] [--resnet-steps 5] [--epoch-rounds 3]
                                 [--outcome-epochs 30] [--json out.json]
 
 Prints a table and writes JSON (default bench/results/train.json).
@@ -42,6 +42,7 @@ from core.tensors import images_to_tensor  # noqa: E402
 from core.trainer import TrainConfig, Trainer, evaluate  # noqa: E402
 
 BATCH = 128
+NAMES = {"lenet": "LeNet-5", "resnet50": "ResNet-50"}
 TUTORIAL = TrainConfig(optimizer="adam", lr=1e-4, weight_decay=0.01, batch_size=128, schedule="constant",
                        augment=False, epochs=1, seed=0)
 
@@ -84,8 +85,8 @@ def same_outcome(dataset, config: TrainConfig, epochs: int, seeds: range) -> dic
     core's trainer, over a few seeds: the speed must not come from computing something else."""
     spec = default_spec("lenet", dataset.num_classes)
     device = pick_device(config.device)
-    x, y = images_to_tensor(dataset.x_train, 1), torch.from_numpy(dataset.y_train)
-    x_test, y_test = images_to_tensor(dataset.x_test, 1).to(device), torch.from_numpy(dataset.y_test).to(device)
+    x, y = images_to_tensor(dataset.x_train, spec.in_channels), torch.from_numpy(dataset.y_train)
+    x_test, y_test = images_to_tensor(dataset.x_test, spec.in_channels).to(device), torch.from_numpy(dataset.y_test).to(device)
     tutorial, core = [], []
     for seed in seeds:
         torch.manual_seed(seed)  # the DataLoader's shuffling
@@ -204,6 +205,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir")
     p.add_argument("--dataset", default="signs", choices=["signs", "synthetic"])
+    p.add_argument("--nets", nargs="+", default=list(NAMES), choices=list(NAMES))
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--resnet-steps", type=int, default=5)
     p.add_argument("--epoch-rounds", type=int, default=3, help="whole epochs of each loop per net (0: skip)")
@@ -213,27 +215,24 @@ def main() -> None:
     args = p.parse_args()
     dataset = load_dataset(args.dataset, args.data_dir)
     config = TUTORIAL.replace(device=args.device)
-    rows = [
-        compare("LeNet-5", "lenet", dataset, args.rounds, None, config),
-        compare("ResNet-50", "resnet50", dataset, args.rounds, args.resnet_steps, config),
-    ]
-    epochs = [
-        compare_epochs("LeNet-5", "lenet", dataset, args.epoch_rounds, config),
-        compare_epochs("ResNet-50", "resnet50", dataset, args.epoch_rounds, config),
-    ] if args.epoch_rounds else []
-    captured = []
+    # One net at a time, its steps then its whole epochs: a ResNet-50 run in between leaves the
+    # process (allocator, oneDNN's caches) in another state, which moved LeNet's figures.
+    nets = [(NAMES[arch], arch, None if arch == "lenet" else args.resnet_steps) for arch in args.nets]
+    rows, epochs = [], []
+    for name, arch, steps in nets:
+        rows.append(compare(name, arch, dataset, args.rounds, steps, config))
+        if args.epoch_rounds:
+            epochs.append(compare_epochs(name, arch, dataset, args.epoch_rounds, config))
     if pick_device(args.device).type == "cuda":  # the same loops with each step captured in a CUDA graph
         graph = config.replace(cuda_graph=True)
-        captured = [
-            compare("LeNet-5 graph", "lenet", dataset, args.rounds, None, graph),
-            compare("ResNet-50 graph", "resnet50", dataset, args.rounds, args.resnet_steps, graph),
-        ]
+        captured = [compare(f"{name} graph", arch, dataset, args.rounds, steps, graph) for name, arch, steps in nets]
         ceiling = matmul_tflops(pick_device(args.device))
-        for row, arch in zip(rows + captured, ["lenet", "resnet50"] * 2):
+        for row, arch in zip(rows + captured, [arch for _, arch, _ in nets] * 2):
             row["tflops"] = achieved_tflops(arch, dataset, row["core_img_s"])
             row["matmul_tflops"] = ceiling
         rows += captured
-    outcome = same_outcome(dataset, config, args.outcome_epochs, range(3)) if args.outcome_epochs else None
+    outcome = (same_outcome(dataset, config, args.outcome_epochs, range(3))
+               if args.outcome_epochs and "lenet" in args.nets else None)
     machine = f"{platform.machine()}, {describe_device(pick_device(args.device))}, torch {torch.__version__}"
     print(f"\nTraining throughput, same settings (Adam 1e-4, L2 0.01, batch 128) — {machine}")
     print(f"{'net':<16} {'tutorial img/s':>15} {'core img/s':>12} {'ratio':>7}")

@@ -37,11 +37,14 @@ class Policy:
 
     channels_last: bool  # activations in channels-last memory format (oneDNN and cuDNN convs prefer it)
     onednn_pool: bool  # on the CPU, non-overlapping max-pools through oneDNN (ATen's NCHW kernel is slower)
+    rgb_conv_channels_last: bool = False  # on the CPU, a convolution of an RGB input in channels-last
 
 
 POLICIES: dict[str, Policy] = {
     "mlp": Policy(channels_last=False, onednn_pool=False),
-    "lenet": Policy(channels_last=False, onednn_pool=True),  # channels-last gains LeNet nothing
+    # Channels-last activations gain LeNet nothing (its 6-channel batch norm is slower that way), but
+    # oneDNN's NCHW kernels for a 3-channel input are: only the first convolution switches layout.
+    "lenet": Policy(channels_last=False, onednn_pool=True, rgb_conv_channels_last=True),
     "resnet50": Policy(channels_last=True, onednn_pool=False),
 }
 
@@ -73,6 +76,7 @@ class Engine:
             m for m in self.model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 1
         ] if self.autocast_dtype is not None and device.type == "cpu" else []
         self.onednn_pool = self.policy.onednn_pool and device.type == "cpu" and torch.backends.mkldnn.is_available()
+        self.rgb_conv_channels_last = self.policy.rgb_conv_channels_last and device.type == "cpu"
         # The rate is a tensor the optimizer reads on the device: setting it queues a write, never a sync.
         # float64 on the CPU, where the fused kernels then compute exactly as with a Python float.
         self.lr = torch.tensor(optimizer_config.lr, device=device,
@@ -124,8 +128,8 @@ class Engine:
                 # No cast cache: each weight is cast once per step anyway, and a graph must not keep one.
                 stack.enter_context(torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=False))
                 stack.enter_context(outside_autocast(self.fp32_layers))
-            if self.onednn_pool:
-                stack.enter_context(OneDnnPooling())
+            if self.onednn_pool or self.rgb_conv_channels_last:
+                stack.enter_context(CpuKernels(pool=self.onednn_pool, rgb_conv=self.rgb_conv_channels_last))
             yield
 
     def step(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None,
@@ -344,22 +348,41 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         model.train(was_training)
 
 
-class OneDnnPooling(TorchFunctionMode):
-    """Non-overlapping 2-D max-pools on contiguous CPU tensors computed by oneDNN while active.
+class CpuKernels(TorchFunctionMode):
+    """Faster CPU kernels for two layers while active, with the same results as PyTorch's defaults.
 
-    The same values and gradients as ``F.max_pool2d`` (a test compares them), but ATen's CPU
-    kernel for NCHW tensors is much slower than oneDNN's, forward + backward, on LeNet's first
-    activation. An execution detail of the CPU engine: the nets themselves call plain
-    ``F.max_pool2d`` / ``nn.MaxPool2d``, so exported and compiled models are plain PyTorch.
+    - ``pool``: non-overlapping 2-D max-pools on contiguous tensors computed by oneDNN — the same
+      values and gradients as ``F.max_pool2d`` (a test compares them), but ATen's CPU kernel for
+      NCHW tensors is much slower than oneDNN's, forward + backward, on LeNet's first activation.
+    - ``rgb_conv``: a 2-D convolution of a contiguous (NCHW) 3-channel input computed in
+      channels-last, its output handed back in NCHW. oneDNN's NCHW kernels for three input channels
+      are several times slower, most of all the weight gradient in bf16; the layers after it (a
+      6-channel batch norm, the pool) are faster in NCHW, so only this one layer switches. The
+      values agree with the NCHW convolution to rounding (another summation order; tested).
+
+    An execution detail of the CPU engine: the nets themselves call plain ``F.max_pool2d`` /
+    ``nn.MaxPool2d`` and ``nn.Conv2d``, so exported and compiled models are plain PyTorch.
     """
+
+    def __init__(self, pool: bool = True, rgb_conv: bool = False) -> None:
+        super().__init__()
+        self.pool, self.rgb_conv = pool, rgb_conv
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if func is F.max_pool2d or func is torch.max_pool2d:
+        if self.pool and (func is F.max_pool2d or func is torch.max_pool2d):
             size = _onednn_pool_size(*args, **kwargs)
             if size is not None:
                 return torch.mkldnn_max_pool2d(args[0].to_mkldnn(), size, size).to_dense()
+        elif self.rgb_conv and func is F.conv2d and _nchw_rgb(args[0]):
+            x, weight = (t.contiguous(memory_format=torch.channels_last) for t in args[:2])
+            return func(x, weight, *args[2:], **kwargs).contiguous()
         return func(*args, **kwargs)
+
+
+def _nchw_rgb(x: Any) -> bool:
+    return (isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.dim() == 4 and x.shape[1] == 3
+            and x.is_contiguous())
 
 
 def _onednn_pool_size(x: torch.Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,

@@ -1,5 +1,5 @@
 """The engine/loop split: a step that never waits for the device, the learning rate as a device
-tensor, padded batches of one shape, oneDNN pooling as an execution detail, one policy table.
+tensor, padded batches of one shape, faster CPU kernels as an execution detail, one policy table.
 
 Everything here runs on the CPU; capture in a CUDA graph is the GPU's part (``tests/test_cuda.py``).
 """
@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from core.engine import POLICIES, Engine, OneDnnPooling, make_optimizer
+from core.engine import POLICIES, CpuKernels, Engine, make_optimizer
 from core.nets import build_model
 from core.spec import ARCHS, ModelSpec, default_spec
 from core.trainer import EpochEvent, StepEvent, Trainer, TrainingDiverged, lr_at
@@ -199,7 +200,7 @@ def test_padded_batches_with_batch_norm_train(tiny_dataset):
     assert losses[-1] < 0.7 * losses[0]
 
 
-# --- oneDNN pooling: the CPU engine's detail, not the net's ----------------------------------------
+# --- faster CPU kernels: the CPU engine's detail, not the net's ----------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -218,7 +219,7 @@ def test_onednn_pooling_equals_pytorchs(shape, dtype) -> None:
     torch.mkldnn_max_pool2d = spy
     try:
         cl = x.detach().contiguous(memory_format=torch.channels_last)
-        with OneDnnPooling():
+        with CpuKernels():
             ours, module = F.max_pool2d(x, 2), nn.MaxPool2d(2)(x)
             pooled = len(calls)
             cl_ours = F.max_pool2d(cl, 2)  # channels-last: left to PyTorch (unless one channel: both layouts)
@@ -256,6 +257,50 @@ def test_nets_are_plain_pytorch_and_the_cpu_engine_pools_through_onednn(tiny_dat
     assert not torch._C._is_torch_function_mode_enabled()  # the mode ends with each step
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+class ConvLayouts(TorchFunctionMode):
+    """Records, for each 2-D convolution that reaches it, whether its input was channels-last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels_last: list[bool] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.conv2d:
+            self.channels_last.append(args[0].is_contiguous(memory_format=torch.channels_last) and args[0].shape[1] > 1)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("in_channels", "switched"), [(3, True), (1, False), (6, False)])
+def test_an_rgb_convolution_runs_channels_last_with_pytorchs_results(dtype, in_channels, switched):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(in_channels, 6, kernel_size=5).to(dtype)
+    x = torch.randn(8, in_channels, 20, 20).to(dtype).requires_grad_()
+    with ConvLayouts() as layouts, CpuKernels(pool=False, rgb_conv=True):  # the spy sees what CpuKernels passes on
+        ours = conv(x)
+    assert layouts.channels_last == [switched]
+    theirs = conv(x)
+    assert ours.is_contiguous() and ours.shape == theirs.shape  # handed back in NCHW
+    grad = torch.randn_like(ours)
+    g_ours = torch.autograd.grad(ours, [x, conv.weight, conv.bias], grad)
+    g_theirs = torch.autograd.grad(theirs, [x, conv.weight, conv.bias], grad)
+    tol = {"atol": 1e-4, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 0.1, "rtol": 0.02}
+    torch.testing.assert_close(ours, theirs, **tol)
+    for ours_g, theirs_g in zip(g_ours, g_theirs):
+        torch.testing.assert_close(ours_g, theirs_g, **tol)
+
+
+@pytest.mark.parametrize(("in_channels", "expected"), [(3, [True, False]), (1, [False, False])])
+def test_the_cpu_engine_switches_only_an_rgb_lenets_first_convolution(tiny_dataset, in_channels, expected):
+    trainer = Trainer(LENET_SPEC.replace(in_channels=in_channels), tiny_dataset, cfg(epochs=1))
+    assert trainer.engine.rgb_conv_channels_last
+    with ConvLayouts() as layouts:
+        for _ in trainer.run():
+            pass
+    assert layouts.channels_last == expected * (3 + 1)  # conv1 and conv2, each step and the test pass
+
+
 # --- one policy table -----------------------------------------------------------------------------
 
 
@@ -270,6 +315,7 @@ def test_every_net_has_a_policy_and_the_engine_follows_it(tiny_dataset):
         if conv is not None:
             assert conv.weight.is_contiguous(memory_format=expected)
         assert engine.onednn_pool == (policy.onednn_pool and torch.backends.mkldnn.is_available())
+        assert engine.rgb_conv_channels_last == policy.rgb_conv_channels_last
 
 
 def test_a_masked_step_ignores_the_padding(tiny_dataset):
