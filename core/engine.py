@@ -75,8 +75,9 @@ class Engine:
         self.fp32_layers = [
             m for m in self.model.modules() if isinstance(m, nn.Conv2d) and m.in_channels == 1
         ] if self.autocast_dtype is not None and device.type == "cpu" else []
-        self.onednn_pool = self.policy.onednn_pool and device.type == "cpu" and torch.backends.mkldnn.is_available()
-        self.rgb_conv_channels_last = self.policy.rgb_conv_channels_last and device.type == "cpu"
+        onednn = device.type == "cpu" and torch.backends.mkldnn.is_available()  # both measured with oneDNN
+        self.onednn_pool = self.policy.onednn_pool and onednn
+        self.rgb_conv_channels_last = self.policy.rgb_conv_channels_last and onednn
         # The rate is a tensor the optimizer reads on the device: setting it queues a write, never a sync.
         # float64 on the CPU, where the fused kernels then compute exactly as with a Python float.
         self.lr = torch.tensor(optimizer_config.lr, device=device,
