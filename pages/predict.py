@@ -62,6 +62,9 @@ def probability_chart(probabilities: dict[str, float], label: str):
     return fig
 
 
+CONFIDENCE_NOTE = ("Confidence is the net's softmax probability for the class it reads: its own figure, not a "
+                   "promise. On hands unlike the photos it learnt from it is often sure and wrong (README, "
+                   "\"Robustness\", has the figures); teaching it your hand is what makes it right.")
 MIRROR_NOTE = ("This net trained on photos mirrored left-right as often as not (the fine-tuning recipe), so it "
                "reads each photo twice, as it is and mirrored, and answers with the mean of the two: either hand, "
                "either side. It reads other people's hands better so (README, \"Fine-tuning\").")
@@ -115,7 +118,8 @@ def live_answer(processor: LiveVideo | None) -> None:
             st.info("Waiting for the first frame…", icon=":material/hourglass_top:")
         return
     a, b, c = st.columns([1, 1, 1])
-    a.metric("Prediction", result.label, f"{result.confidence:.1%} confident", delta_color="off", delta_arrow="off")
+    a.metric("Prediction", result.label, f"{result.confidence:.1%} confident", delta_color="off", delta_arrow="off",
+             help=CONFIDENCE_NOTE)
     b.metric("Frames per second", f"{result.fps:.1f}",
              help="Frames the net has read per second over the last two seconds. When the net is slower than "
                   "the camera, only the newest frame is read and the ones in between are skipped; while a "
@@ -284,7 +288,7 @@ else:
                   caption=f"What the net sees: {ckpt.spec.input_size}×{ckpt.spec.input_size}, "
                           f"{'gray' if ckpt.spec.in_channels == 1 else 'RGB'}")
         mid.metric("Prediction", pred.label, f"{pred.confidence:.1%} confident", delta_color="off",
-                   delta_arrow="off", help=MIRROR_NOTE if pred.mirrored else None)
+                   delta_arrow="off", help=f"{CONFIDENCE_NOTE}\n\n{MIRROR_NOTE}" if pred.mirrored else CONFIDENCE_NOTE)
         if pred.mirrored:
             mid.caption("Read with its mirror image too (see ⓘ).")
         right.plotly_chart(probability_chart(pred.probabilities, pred.label), width="stretch", key="probs")

@@ -216,6 +216,9 @@ def _trained_and_shown_a_photo(env, apps, arch: str, config: TrainConfig) -> tup
     at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
     at.run()
     _assert_prediction(at, tuple("012345"))
+    # The confidence is explained where it is shown: the net's own figure, often sure and wrong on unfamiliar hands.
+    (answer,) = [m for m in at.metric if m.label == "Prediction"]
+    assert "not a promise" in answer.proto.help and "sure and wrong" in answer.proto.help
     return trainer, at
 
 
@@ -224,6 +227,8 @@ def test_a_net_fine_tuned_on_mirrored_photos_says_it_reads_the_mirror_too(env, a
     # and its mirror image's answers, and the page says so where it shows the answer and the test report.
     trainer, at = _trained_and_shown_a_photo(env, apps, "lenet", TrainConfig(epochs=1, batch_size=64, augmentation="mirrored"))
     assert any("Read with its mirror image too" in c.value for c in at.caption)
+    (answer,) = [m for m in at.metric if m.label == "Prediction"]
+    assert "mirrored" in answer.proto.help and "not a promise" in answer.proto.help
     assert any("sum of both maps" in c.value for c in at.caption)  # Grad-CAM of both views
     button(at, "Evaluate").click()
     at.run()
