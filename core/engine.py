@@ -350,7 +350,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 class CpuKernels(TorchFunctionMode):
-    """Faster CPU kernels for two layers while active, with the same results as PyTorch's defaults.
+    """Faster CPU kernels for two layers while active, computing what PyTorch's defaults compute.
 
     - ``pool``: non-overlapping 2-D max-pools on contiguous tensors computed by oneDNN — the same
       values and gradients as ``F.max_pool2d`` (a test compares them), but ATen's CPU kernel for
