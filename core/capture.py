@@ -142,7 +142,9 @@ class CaptureSet:
 
     def problems(self) -> list[str]:
         """What stops the set from being saved and trained on (empty when it is ready)."""
-        out = [f"class {c!r} has no photo" for c, n in self.counts().items() if n == 0]
+        empty = [repr(c) for c, n in self.counts().items() if n == 0]
+        out = [f"class {empty[0]} has no photo"] if len(empty) == 1 else (
+            [f"classes {', '.join(empty)} have no photo"] if empty else [])
         if not out and self.total < 2 * len(self.classes):
             out.append("take at least two photos per class (one can go to the test split)")
         return out

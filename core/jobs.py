@@ -36,10 +36,17 @@ class Progress:
     total_steps: int
     images_per_second: float
     eta_seconds: float | None
+    mid_epoch: bool = False  # steps of an unfinished epoch have been taken
 
     @property
     def fraction(self) -> float:
         return self.step / self.total_steps if self.total_steps else 0.0
+
+    @property
+    def current_epoch(self) -> int:
+        """The epoch the steps are in, counting from 1 (as a person reads "epoch 2/5"): the one under
+        way, or the last one finished."""
+        return min(self.epochs, self.epoch + 1) if self.mid_epoch else self.epoch
 
 
 class TrainingJob:
@@ -137,7 +144,8 @@ class TrainingJob:
         if epochs and epochs[-1].step:
             per_step = sum(e.seconds for e in epochs) / epochs[-1].step
             eta = per_step * (t.total_steps - t.step)
-        return Progress(self.status, self.message, t.epoch, t.config.epochs, t.step, t.total_steps, ips, eta)
+        return Progress(self.status, self.message, t.epoch, t.config.epochs, t.step, t.total_steps, ips, eta,
+                        mid_epoch=not t.at_epoch_boundary)
 
 
 # --- the app's model of runs ---------------------------------------------------------------------

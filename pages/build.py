@@ -104,7 +104,7 @@ def _inside(model: nn.Module, spec: ModelSpec, x: torch.Tensor) -> dict:
     for s in feature_maps(model, x):
         c, h, w = s.shape
         which = "" if len(s.channels) == c else f" · the {len(s.channels)} strongest of {c} channels"
-        stages.append({"name": s.name, "grid": _grid(s.maps), "caption": f"{s.name} — {c}×{h}×{w}{which}"})
+        stages.append({"name": s.name, "grid": _grid(s.maps), "caption": f"out of {s.name} — {c}×{h}×{w}{which}"})
     return {"filters": _grid(shown), "filters_caption": f"{f.description}{more}", "stages": stages}
 
 
@@ -261,10 +261,10 @@ else:
 left, right = st.columns(2)
 with left:
     st.markdown("##### `nn.Module` subclass")
-    st.code(info["module_code"], language="python", line_numbers=True, wrap_lines=False)
+    st.code(info["module_code"], language="python", line_numbers=True, wrap_lines=True)
 with right:
     st.markdown("##### `nn.Sequential`")
-    st.code(info["sequential_code"], language="python", line_numbers=True, wrap_lines=False)
+    st.code(info["sequential_code"], language="python", line_numbers=True, wrap_lines=True)
 
 st.markdown("##### Layer by layer")
 st.dataframe(
@@ -298,7 +298,7 @@ if n_samples == 0:
 if st.session_state.get("b_sample", 0) >= n_samples:  # a data set with fewer test images
     st.session_state["b_sample"] = 0
 pick, seen, compare = st.columns([1, 1.2, 2.4])
-index = int(pick.number_input(f"Sample image (test 0–{n_samples - 1})", 0, n_samples - 1, step=1, key="b_sample"))
+index = int(pick.number_input(f"Sample image (test image 0–{n_samples - 1} of {len(ds.x_test)})", 0, n_samples - 1, step=1, key="b_sample"))
 _draw(pick, enlarge(ds.x_test[index], 128), f"test image {index}: “{ds.classes[int(ds.y_test[index])]}”")
 net_input = _sample(data_key, index, spec)[0]
 _draw(seen, enlarge(tensor_to_image(net_input), 128),

@@ -150,6 +150,8 @@ with st.container(border=True):
             st.rerun()
         except (CaptureError, DatasetError, OSError) as e:
             show_error(f"Not saved: {e}")
+    if not name:
+        problems = [*problems, "name the set"]  # the grey "my-hand" is only an example
     if problems:
         st.caption("To save: " + "; ".join(problems) + ".")
     if saved := st.session_state.pop("d_saved", None):

@@ -59,5 +59,6 @@ if len(rows) == 1:
         icon=":material/info:",
     )
 
-st.page_link("pages/data.py", label="Add the tutorial's files, or teach it your own hand, on the Data page",
+st.page_link("pages/data.py", label=("Add the tutorial's files, or teach it your own hand, on the Data page"
+                                     if len(rows) == 1 else "Teach it your own hand, or add more data, on the Data page"),
              icon=":material/photo_library:")

@@ -173,7 +173,7 @@ def look_inside(ckpt: Checkpoint, data: bytes, name: str, predicted: str) -> Non
             for fm in ex.feature_maps:
                 c, h, w = fm.shape
                 shown = "" if len(fm.channels) == c else f", the {len(fm.channels)} strongest of {c} channels"
-                st.markdown(f"**{fm.name}** — {c}×{h}×{w}{shown}")
+                st.markdown(f"out of **{fm.name}** — {c}×{h}×{w}{shown}")
                 st.image([enlarge(m, 72) for m in fm.maps], width=72, caption=[f"ch {i}" for i in fm.channels])
     with st.expander("Learned filters of the first layer"):
         st.caption(ex.learned.description + ". Mid-gray is a zero weight, brighter positive, darker negative.")
@@ -290,7 +290,7 @@ else:
         mid.metric("Prediction", pred.label, f"{pred.confidence:.1%} confident", delta_color="off",
                    delta_arrow="off", help=f"{CONFIDENCE_NOTE}\n\n{MIRROR_NOTE}" if pred.mirrored else CONFIDENCE_NOTE)
         if pred.mirrored:
-            mid.caption("Read with its mirror image too (see ⓘ).")
+            mid.caption("Read with its mirror image too (the ? beside the answer says why).")
         right.plotly_chart(probability_chart(pred.probabilities, pred.label), width="stretch", key="probs")
         # A net trained on one set of photos misreads hands unlike them; the dependable remedy is the user's own.
         right.page_link("pages/data.py", label="Wrong? Teach it your hand on the Data page", icon=":material/back_hand:")

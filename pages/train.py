@@ -326,7 +326,9 @@ def live_view() -> None:
         return
     p = job.progress()
     label = {RUNNING: "Training", STOPPING: "Stopping"}.get(p.status, p.status.capitalize())
-    text = f"{label}: epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps}"
+    text = f"{label}: epoch {p.current_epoch}/{p.epochs} · step {p.step}/{p.total_steps}"
+    if p.mid_epoch and not job.running:
+        text += f" ({p.epoch} done)"  # stopped inside an epoch: the curves end at the last finished one
     if p.images_per_second:
         text += f" · {p.images_per_second:,.0f} images/s"
     if job.running:
@@ -362,7 +364,7 @@ if history:
         m = r.metrics()
         table.append({
             "run": r.name, "status": r.status, "epochs": m.get("epochs", 0), "train acc": m.get("train_acc"),
-            "test acc": m.get("test_acc"), "seconds": m.get("seconds"), "saved as": r.checkpoint or "",
+            "test acc": m.get("test_acc"), "seconds": m.get("seconds", 0.0), "saved as": r.checkpoint or "",
             "settings": r.config.describe(), "data": dataset_title(r.dataset),
         })
     st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -395,7 +397,10 @@ if history:
             and not r.job.trainer.diverged]
     if keep:
         st.subheader("Save and inspect")
-        pick = st.selectbox("Run", [r.name for r in keep][::-1], key="t_pick")
+        names = [r.name for r in keep][::-1]
+        if st.session_state.get("t_pick_newest") != names[0]:  # a run ended since: inspect that one
+            st.session_state["t_pick"] = st.session_state["t_pick_newest"] = names[0]
+        pick = st.selectbox("Run", names, key="t_pick")
         run = next(r for r in keep if r.name == pick)
         trainer = run.job.trainer
         c1, c2 = st.columns([1, 1])
@@ -448,6 +453,9 @@ if history:
                                xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
                                xaxis_type="category", yaxis_type="category", margin=dict(l=10, r=10, t=40, b=10))
             st.plotly_chart(heat, width="stretch", key="confusion")
+            if not trainer.at_epoch_boundary:
+                st.caption(f"Stopped inside epoch {trainer.epoch + 1}: the matrix reads the weights as they are now, "
+                           f"after step {trainer.step}; the curves and the table end with epoch {trainer.epoch}.")
             if trainer.mirror_average:
                 st.caption(f"Each test photo read with its mirror image, as Predict reads this net (it trained on "
                            f"mirrored photos too). Read alone, as the curves above: {alone.accuracy:.1%}.")

@@ -153,8 +153,8 @@ def test_look_inside_default_lenet(env, apps, drawn):
     assert any(c.startswith("test image 0: “") for c in shown)
     assert "what the net gets: gray, 1×64×64" in shown
     _, filters_url = captioned(at, "Filters: first conv layer: 6 filters of 1×5×5")
-    _, conv1_url = captioned(at, "conv1 — 6×30×30")
-    _, conv2_url = captioned(at, "conv2 — 16×13×13")
+    _, conv1_url = captioned(at, "out of conv1 — 6×30×30")
+    _, conv2_url = captioned(at, "out of conv2 — 16×13×13")
     # Sharp, enlarged, as the section says: a 5×5 filter drawn as 5×5 blocks of one value each.
     grid = drawn(filters_url)
     assert grid.ndim == 2 and grid.shape[0] == 55
@@ -172,8 +172,8 @@ def test_look_inside_default_lenet(env, apps, drawn):
     ds = load_dataset("synthetic")
     assert any(c.startswith(f"test image 5: “{ds.classes[ds.y_test[5]]}”") for c in images(at))
     assert captioned(at, "Filters: ")[1] == filters_url  # the same net …
-    assert captioned(at, "conv1 — ")[1] != conv1_url  # … sees another image
-    assert captioned(at, "conv2 — ")[1] != conv2_url
+    assert captioned(at, "out of conv1 — ")[1] != conv1_url  # … sees another image
+    assert captioned(at, "out of conv2 — ")[1] != conv2_url
 
 
 def test_look_inside_code_runs_and_gives_the_shapes_drawn(env, apps):
@@ -214,20 +214,20 @@ def test_look_inside_resnet50(env, apps):
     at.run()
     assert_clean(at)
     assert captioned(at, "Filters: ")[0] == "Filters: first conv layer: 64 filters of 3×7×7 (the first 20 shown)"
-    stages = [c for c in images(at) if re.match(r"(stem|stage \d) — ", c)]
+    stages = [c for c in images(at) if re.match(r"out of (stem|stage \d) — ", c)]
     assert stages == [
-        "stem — 64×7×7 · the 16 strongest of 64 channels",
-        "stage 1 — 256×7×7 · the 16 strongest of 256 channels",
-        "stage 2 — 512×4×4 · the 16 strongest of 512 channels",
-        "stage 3 — 1024×2×2 · the 16 strongest of 1024 channels",
-        "stage 4 — 2048×1×1 · the 16 strongest of 2048 channels",
+        "out of stem — 64×7×7 · the 16 strongest of 64 channels",
+        "out of stage 1 — 256×7×7 · the 16 strongest of 256 channels",
+        "out of stage 2 — 512×4×4 · the 16 strongest of 512 channels",
+        "out of stage 3 — 1024×2×2 · the 16 strongest of 1024 channels",
+        "out of stage 4 — 2048×1×1 · the 16 strongest of 2048 channels",
     ]
 
 
 def test_look_inside_compares_with_a_checkpoint_of_the_same_net(env, apps, drawn):
     lenet = ModelSpec("lenet", 6)  # gray
     at = gray(apps("pages/build.py"))
-    untrained = {c: drawn(u) for c, u in images(at).items() if c.startswith(("Filters", "conv"))}
+    untrained = {c: drawn(u) for c, u in images(at).items() if c.startswith(("Filters", "out of conv"))}
 
     ds = load_dataset("synthetic")
     trained = build_model(lenet, seed=7)  # weights other than the page's seed-0 build
@@ -251,7 +251,7 @@ def test_look_inside_compares_with_a_checkpoint_of_the_same_net(env, apps, drawn
     assert_clean(at)
     left = columns_of(at, "untrained (as built)")
     right = columns_of(at, "trained: lenet-trained.pt")
-    assert left == right == ["Filters: first conv layer: 6 filters of 1×5×5", "conv1 — 6×30×30", "conv2 — 16×13×13"]
+    assert left == right == ["Filters: first conv layer: 6 filters of 1×5×5", "out of conv1 — 6×30×30", "out of conv2 — 16×13×13"]
     urls = {col: [u for im in c.image for u in im.value] for col, c in
             (("left", next(c for c in at.columns if any("untrained" in m.value for m in c.markdown))),
              ("right", next(c for c in at.columns if any("trained: " in m.value for m in c.markdown))))}
@@ -268,7 +268,7 @@ def test_look_inside_compares_with_a_checkpoint_of_the_same_net(env, apps, drawn
     box.set_value("lenet-2-classes.pt")  # another style and class count: still drawn
     at.run()
     assert_clean(at)
-    assert columns_of(at, "trained: lenet-2-classes.pt")[1:] == ["conv1 — 6×30×30", "conv2 — 16×13×13"]
+    assert columns_of(at, "trained: lenet-2-classes.pt")[1:] == ["out of conv1 — 6×30×30", "out of conv2 — 16×13×13"]
 
 
 def test_look_inside_offers_no_checkpoint_of_another_net(env, apps):

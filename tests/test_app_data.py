@@ -129,8 +129,12 @@ def test_save_writes_an_image_folder_that_trains_like_any_set(env, apps):
     save = button(at, "Save data set")
     assert save.proto.disabled  # nothing captured yet
     _fill(at, per_class=3)
+    # Photos enough, but no name yet: the button says why it waits (the grey "my-hand" is only an example).
+    assert button(at, "Save data set").proto.disabled
+    assert any(c.value == "To save: name the set." for c in at.caption)
     at.text_input(key="d_name").set_value("my hand")
     at.run()
+    assert not any(c.value.startswith("To save:") for c in at.caption)
     button(at, "Save data set").click()
     at.run()
     assert_clean(at)

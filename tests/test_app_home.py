@@ -16,7 +16,7 @@ def test_overview_with_no_data_files_says_synthetic(env, apps):
     assert "synthetic" in rows.iloc[0]["data set"]
     assert any("synthetic" in i.value for i in at.info)
     assert any("built-in synthetic" in w.value for w in at.sidebar.warning)
-    assert any(link.proto.page.endswith("data") or "Data page" in link.label for link in at.get("page_link"))
+    assert any(link.label.startswith("Add the tutorial's files") for link in at.get("page_link"))
     assert_clean(at)
 
 
@@ -29,6 +29,9 @@ def test_overview_lists_signs_when_the_real_files_are_there(env, apps, data_dir)
     assert signs["kind"] == "real photos (tutorial HDF5)" and signs["train"] == 1080 and signs["classes"] == "0, 1, 2, 3, 4, 5"
     assert not any("Only the built-in" in i.value for i in at.info)
     assert any("SIGNS" in s.value for s in at.sidebar.success)
+    # The tutorial's files are here: the link to the Data page no longer asks for them.
+    links = [link.label for link in at.get("page_link") if "Data page" in link.label]
+    assert links == ["Teach it your own hand, or add more data, on the Data page"], links
     assert_clean(at)
 
 

@@ -276,7 +276,7 @@ def test_look_inside_a_photo_grad_cam_for_any_class_feature_maps_and_filters(pre
     _image(at, "no evidence → most evidence")  # the colour map's legend
     assert any("GRAD" in c.value or "grad_cam" in c.value for c in at.code)  # the PyTorch behind it
     # Feature maps of LeNet's two conv stages, with their shapes, and conv1's 6 filters.
-    assert any("**conv1** — 6×30×30" in m.value for m in at.markdown)
+    assert any("out of **conv1** — 6×30×30" in m.value for m in at.markdown)
     assert any("**conv2** — 16×13×13" in m.value for m in at.markdown)
     assert any(e.captions == [f"ch {i}" for i in range(16)] for e in at.image)
     assert any("6 filters of 3×5×5" in c.value for c in at.caption)

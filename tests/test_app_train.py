@@ -64,6 +64,19 @@ def test_train_start_finish_save(env, apps):
     assert any(b.label == "Download checkpoint" for b in at.get("download_button"))
 
 
+def test_save_and_inspect_follows_the_run_that_ended_last(env, apps):
+    # After a second run, Save would otherwise still point at the first: the user saves the wrong net.
+    at = _train_page(apps, MLP, t_epochs=1, t_batch=128, t_augment=False)
+    for number in (1, 2):
+        button(at, "Start").click()
+        at.run()
+        wait_for_job(at)
+        assert at.selectbox(key="t_pick").value.startswith(f"#{number} "), number
+    at.selectbox(key="t_pick").set_value(at.selectbox(key="t_pick").options[1])  # the user looks at #1 again
+    at.run()
+    assert at.selectbox(key="t_pick").value.startswith("#1 ")  # a choice of theirs stays until a run ends
+
+
 @quiet_exporter
 def test_train_exports_the_saved_checkpoint(env, apps):
     at = _train_page(apps, MLP, t_epochs=1, t_batch=128, t_augment=False)
@@ -90,7 +103,16 @@ def test_train_stop_and_resume(env, apps):
     assert not job.trainer.finished, "the run ended before Stop: make it longer"
     stopped_at = job.trainer.step
     assert table(at, "run").iloc[0]["status"] == "stopped"
-    assert any(p.text.startswith("Stopped: epoch") for p in at.progress)
+    trainer = job.trainer
+    (bar,) = [p.text for p in at.progress]
+    if trainer.at_epoch_boundary:
+        assert bar.startswith(f"Stopped: epoch {trainer.epoch}/10 ·") and "done)" not in bar
+    else:  # inside an epoch: that epoch's number, the finished ones said apart, and the report's weights explained
+        assert bar.startswith(f"Stopped: epoch {trainer.epoch + 1}/10 · step {trainer.step}/") and \
+            f"({trainer.epoch} done)" in bar, bar
+        explained = any(c.value.startswith(f"Stopped inside epoch {trainer.epoch + 1}: the matrix reads the weights")
+                        for c in at.caption)
+        assert explained == (trainer.epoch > 0)  # the report is offered once an epoch has ended
     assert not disabled(button(at, "Resume")) and disabled(button(at, "Stop"))
 
     button(at, "Resume").click()

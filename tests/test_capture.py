@@ -114,6 +114,7 @@ def test_save_refuses_an_unready_set_a_bad_name_and_an_existing_set(tmp_path):
     cs.add("a", photo(), "1.jpg")
     with pytest.raises(CaptureError, match="class 'b' has no photo"):
         cs.save("x", tmp_path)
+    assert CaptureSet(["a", "b", "c"]).problems() == ["classes 'a', 'b', 'c' have no photo"]  # one line, not three
     cs = filled(2)
     for bad in ("../escape", "signs", ""):
         with pytest.raises((DatasetError, CaptureError)):

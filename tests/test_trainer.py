@@ -574,6 +574,7 @@ def test_job_stops_mid_run_and_resumes_to_the_end(tiny_dataset):
     job.join(timeout=120)
     assert job.status == FINISHED and not job.running and not job.can_resume
     assert job.progress().fraction == 1.0 and job.progress().epoch == 20
+    assert not job.progress().mid_epoch and job.progress().current_epoch == 20  # the last, not "21/20"
     assert job.history().step_losses == train(MLP_SPEC, tiny_dataset, config).history.step_losses
 
     job.start()  # nothing left: stays finished, starts no thread
@@ -606,6 +607,9 @@ def test_a_stop_asked_for_mid_epoch_ends_the_job_after_the_step_under_way(tiny_d
     assert trainer.step == target + 1  # the step under way, and no other
     assert trainer.epoch == 1 and not trainer.at_epoch_boundary  # mid-epoch: the epoch was not run out
     assert len(job.history().step_losses) == target + 1  # its curve reaches the last step taken
+    # A person reads "epoch 2/50" for steps inside the second epoch, one finished ("1 done").
+    progress = job.progress()
+    assert progress.mid_epoch and (progress.epoch, progress.current_epoch) == (1, 2)
 
 
 def test_concurrent_jobs_keep_separate_histories(make_tiny_dataset):
