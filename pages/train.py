@@ -128,6 +128,24 @@ def _curve_figures(run: Run) -> tuple[go.Figure, go.Figure]:
     return steps, epochs
 
 
+def _warn_if_it_learnt_nothing(run: Run) -> None:
+    """A run that ended no better than guessing gets a word on why: usually the learning rate (with
+    batch norm a far too large rate need not overflow; it just leaves the net at chance)."""
+    m, classes = run.metrics(), run.spec.num_classes
+    chance = 1 / classes
+    if m.get("epochs", 0) < 1 or max(m["train_acc"], m["test_acc"]) > 1.25 * chance:
+        return
+    cfg, usual = run.config, recipe(run.spec.arch)
+    why = ("a learning rate this large makes steps that overshoot, so the weights thrash or the ReLUs die"
+           if cfg.lr >= 10 * usual.lr else "a learning rate this small barely moves the weights"
+           if cfg.lr <= usual.lr / 100 else "the learning rate, optimizer or schedule may not suit this net")
+    st.warning(f"The net learnt nothing: after {m['epochs']} epoch{'s' * (m['epochs'] != 1)} it is right as often as "
+               f"a guess ({m['train_acc']:.0%} of training images, {m['test_acc']:.0%} of test images; a guess among "
+               f"{classes} classes is right {chance:.0%} of the time). With {OPTIMIZERS[cfg.optimizer]} at "
+               f"{cfg.lr:g}, {why}. The recipe for this net: {usual.describe()} (**Reset to recipe**).",
+               icon=":material/warning:")
+
+
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "estimating…"
@@ -346,6 +364,8 @@ def live_view() -> None:
         st.caption(f"Fine-tuning {run.note}.")
     if p.status in ("diverged", "failed"):
         show_error(p.message)
+    elif not job.running:
+        _warn_if_it_learnt_nothing(run)
     steps_fig, epochs_fig = _curve_figures(run)
     a, b = st.columns(2)
     a.plotly_chart(steps_fig, width="stretch", key="live_steps")

@@ -124,6 +124,26 @@ def test_train_stop_and_resume(env, apps):
     assert len(job.history().epochs) == 10
 
 
+def test_a_run_that_learnt_nothing_says_so_and_why(env, apps):
+    # Plain SGD at 10 with batch norm does not overflow: it ends at chance (1 in 6), silently before.
+    at = _train_page(apps, default_spec("lenet"), t_optimizer="sgd", t_schedule="constant", t_lr=10.0, t_epochs=2,
+                     t_batch=64, t_augment=False)
+    button(at, "Start").click()
+    at.run()
+    wait_for_job(at)
+    assert at.session_state["job"].status == "finished"
+    (warning,) = [w.value for w in at.warning if "learnt nothing" in w.value]
+    assert "a guess among 6 classes is right 17%" in warning and "SGD at 10" in warning, warning
+    assert "too large" in warning or "overshoot" in warning
+    # A run that learnt something says nothing of the kind.
+    at.number_input(key="t_lr").set_value(0.01)
+    at.run()
+    button(at, "Start").click()
+    at.run()
+    wait_for_job(at)
+    assert not [w for w in at.warning if "learnt nothing" in w.value]
+
+
 def test_train_diverging_learning_rate_ends_with_an_error(env, apps):
     spec = default_spec("lenet").replace(batchnorm=False)
     # SGD with momentum at lr 10 overflows to NaN within an epoch (plain SGD merely kills the ReLUs).
