@@ -229,7 +229,12 @@ with st.container(border=True):
     a.markdown(f"**{ckpt.spec.describe()}**  \n{ckpt.dataset.get('title', 'unknown data')}"
                + (" — *synthetic*" if ckpt.dataset.get("synthetic") else ""))
     acc = ckpt.metrics.get("test_acc")
-    b.metric("Test accuracy when saved", f"{acc:.1%}" if isinstance(acc, float) else "—")
+    n_test = ckpt.dataset.get("test")
+    b.metric("Test accuracy when saved", f"{acc:.1%}" if isinstance(acc, float) else "—",
+             f"on {n_test} test image{'s' * (n_test != 1)}" if isinstance(n_test, int) and isinstance(acc, float) else None,
+             delta_color="off", delta_arrow="off",
+             help="Measured when the run was saved, on its data set's test split. A few images make a coarse "
+                  "figure: with 3, one image is 33 points.")
     c.metric("Classes", len(ckpt.classes), help=", ".join(ckpt.classes))
 with st.expander("Export this net: ONNX, weights only, or the full checkpoint", icon=":material/ios_share:"):
     export_downloads(ckpt, export_id, "p")
@@ -326,8 +331,9 @@ if stored and stored[0] == ckpt_id and stored[1] == key:
     c1, c2 = st.columns([1, 1])
     c1.plotly_chart(heat, width="stretch", key="p_confusion")
     with c2:
-        st.markdown("**Misclassified images** (true → predicted)")
         wrong = report.misclassified[:24]
+        st.markdown("**Misclassified images** (true → predicted)"
+                    + (f" — the first {len(wrong)} of {len(report.misclassified)}" if len(wrong) < len(report.misclassified) else ""))
         cols = st.columns(6)
         for i, w in enumerate(wrong):
             cols[i % 6].image(ds.x_test[w.index], caption=f"{w.true_label} → {w.predicted} ({w.confidence:.0%})",

@@ -74,6 +74,9 @@ def _assert_prediction(at: AppTest, classes: tuple[str, ...]) -> None:
 def test_predict_a_photo(predict):
     at = predict
     assert metrics(at)["Classes"] == "6"
+    # The saved accuracy says how many test images it rests on (a small set makes a coarse figure).
+    (saved,) = [m for m in at.metric if m.label == "Test accuracy when saved"]
+    assert saved.value.endswith("%") and saved.proto.delta == "on 120 test images", saved.proto.delta
     at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
     at.run()
     _assert_prediction(at, tuple("012345"))
