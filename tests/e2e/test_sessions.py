@@ -219,8 +219,13 @@ def test_a_run_stopped_mid_epoch_saves_a_checkpoint_that_loads(app, page, photos
     expect(main(page).get_by_test_id("stProgress")).to_contain_text("Stopped:", timeout=60_000)
     stopped_at = progress_step(page)
     assert STEPS_PER_EPOCH < stopped_at < epochs * STEPS_PER_EPOCH, progress_text(page)
-    whole_epochs = int(re.search(r"epoch (\d+)/", progress_text(page)).group(1))
-    assert whole_epochs == stopped_at // STEPS_PER_EPOCH
+    # The bar names the epoch the last step was in, and the finished ones apart ("epoch 3/12 · … (2 done)").
+    text = progress_text(page)
+    shown = int(re.search(r"epoch (\d+)/", text).group(1))
+    done = re.search(r"\((\d+) done\)", text)
+    whole_epochs = int(done.group(1)) if done else shown
+    assert whole_epochs == stopped_at // STEPS_PER_EPOCH, text
+    assert shown == (whole_epochs + 1 if stopped_at % STEPS_PER_EPOCH else whole_epochs), text
 
     button(page, "Save checkpoint").click()
     expect(main(page).get_by_test_id("stAlertContentSuccess").filter(has_text="Saved")).to_contain_text(
