@@ -175,8 +175,9 @@ if signs_runs and own_sets and not busy:
     mine = own_sets[0]
     with st.container(border=True):
         t1, t2 = st.columns([3, 1], vertical_alignment="center")
-        t1.markdown(f"**Teach it your hand** — fine-tune **{best.name}** ({best.describe}) on your set "
-                    f"**{mine.title}** ({mine.n_train + mine.n_test} photos, classes {', '.join(mine.classes)}), "
+        # "Newest" is all the page knows: any image folder in the data directory counts, not only the Data page's.
+        t1.markdown(f"**Teach it your hand** — fine-tune **{best.name}** ({best.describe}) on the newest image "
+                    f"folder here, **{mine.title}** ({mine.n_train + mine.n_test} photos, classes {', '.join(mine.classes)}), "
                     f"training {FREEZE_LABELS[RECOMMENDED_FREEZE]}.")
         if t2.button("Fine-tune now", type="primary", icon=":material/back_hand:", width="stretch"):
             st.session_state.update({"t_start": "checkpoint", "t_mode": "finetune", "t_ckpt": best.name,

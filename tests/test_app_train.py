@@ -259,7 +259,7 @@ def test_one_click_finetunes_the_best_signs_net_on_the_newest_own_set(env, apps)
     _own_set(env, tuple("012345"), per_class=2)
     at = apps("pages/train.py")
     quick = [m for m in at.markdown if "Teach it your hand" in m.value]
-    assert quick and "weak-signs.pt" in quick[0].value and "my-hand" in quick[0].value
+    assert quick and "weak-signs.pt" in quick[0].value and "newest image folder here, **my-hand**" in quick[0].value
     button(at, "Fine-tune now").click()
     at.run()
     assert_clean(at)
