@@ -399,9 +399,12 @@ if history:
     names = [r.name for r in history]
     chosen = st.multiselect("Compare runs", names, default=names[-min(3, len(names)):],
                             help="Overlay the test accuracy and training loss of several runs.")
-    if chosen:
+    with_epochs = [r for r in history if r.name in chosen and r.history().epochs]
+    if chosen and not with_epochs:
+        st.caption("The comparison draws itself once a chosen run has finished an epoch.")
+    if with_epochs:
         fig = make_subplots(rows=1, cols=2, subplot_titles=("Test accuracy", "Training loss (per epoch)"))
-        for i, r in enumerate(r for r in history if r.name in chosen):
+        for i, r in enumerate(with_epochs):
             h = r.history()
             ep = [e.epoch for e in h.epochs]
             color = f"hsl({(i * 67) % 360},70%,45%)"

@@ -113,6 +113,9 @@ def test_train_stop_and_resume(env, apps):
         explained = any(c.value.startswith(f"Stopped inside epoch {trainer.epoch + 1}: the matrix reads the weights")
                         for c in at.caption)
         assert explained == (trainer.epoch > 0)  # the report is offered once an epoch has ended
+    # Runs compared by their epochs: before the first one ends there is nothing to draw, and it says so.
+    waiting = any(c.value.startswith("The comparison draws itself once") for c in at.caption)
+    assert waiting == (trainer.epoch == 0) and ("compare" in plotly_keys(at)) == (trainer.epoch > 0)
     assert not disabled(button(at, "Resume")) and disabled(button(at, "Stop"))
 
     button(at, "Resume").click()
