@@ -20,6 +20,10 @@ classes keeps its head; other classes get a new one, and a progress line says so
 its own settings, on the data it trained on (``--dataset`` defaults to the set it names); a
 finished run can be extended with a larger ``--epochs`` (the extra epochs run the schedule again).
 
+Ctrl-C stops a one-process run at the end of the epoch under way and saves it, so ``--resume``
+continues it; a second Ctrl-C stops after the step under way and saves the weights as they are (a
+net to predict with, not to resume); a third aborts without saving. The JSON line says ``stopped``.
+
 The JSON line then also says ``init_from`` (the checkpoint's file name), ``freeze``, ``new_head``
 and ``resumed_from``. Bad flags, files or data give one ``error: …`` line on stderr and exit
 status 2 before any training.
@@ -33,6 +37,7 @@ ends the run on every process with an ``error:`` line and no checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import signal
@@ -228,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     except DistributedError as e:
         _error(f"{e}; nothing was saved", dist)
         return 1
+    except KeyboardInterrupt:  # a third Ctrl-C, or one under torchrun: no traceback, and say what was lost
+        _error("aborted by Ctrl-C; nothing was saved", dist)
+        return 130
     finally:
         finish()
 
@@ -252,19 +260,26 @@ def _train(args: argparse.Namespace, trainer: Trainer, dataset_arg: str) -> int:
     log(f"{trainer.spec.describe()} ({trainer.style}), {trainer.parameters:,} parameters, on {describe_device(trainer.device)}")
     log(config.describe())
     start_epoch, t0 = trainer.epoch, time.perf_counter()
+    # Under torchrun a Ctrl-C reaches every process at its own moment: they would stop at different
+    # steps, so a distributed run keeps Python's default (abort, nothing saved).
+    interrupt = CtrlC() if trainer.world == 1 else None
     try:
-        for event in trainer.run():
-            if isinstance(event, EpochEvent):
-                log(
-                    f"epoch {event.epoch:3d}/{config.epochs}  loss {event.train_loss:.4f}  train {event.train_acc:6.1%}  "
-                    f"test {event.test_acc:6.1%}  {event.seconds:5.1f}s  {event.images_per_second:6.0f} img/s"
-                )
+        with interrupt or contextlib.nullcontext():
+            for event in trainer.run():
+                if isinstance(event, EpochEvent):
+                    log(
+                        f"epoch {event.epoch:3d}/{config.epochs}  loss {event.train_loss:.4f}  train {event.train_acc:6.1%}  "
+                        f"test {event.test_acc:6.1%}  {event.seconds:5.1f}s  {event.images_per_second:6.0f} img/s"
+                    )
+                if interrupt and (interrupt.now or (interrupt.at_epoch_end and isinstance(event, EpochEvent))):
+                    break
     except TrainingDiverged as e:
         _error(e, trainer.dist)
         if not trainer.rank:
             print(json.dumps({"dataset": dataset_arg, "model": trainer.spec.arch, "error": str(e)}))
         return 1
     seconds = time.perf_counter() - t0
+    stopped = not trainer.finished
     if config.cuda_graph:
         recorded = f" ({trainer.engine.capture_seconds:.2f} s to record, not counted as training)" if trainer.engine.capture else ""
         log(trainer.engine.capture_note + recorded)
@@ -278,6 +293,11 @@ def _train(args: argparse.Namespace, trainer: Trainer, dataset_arg: str) -> int:
         print(f"error: could not save the checkpoint to {out}: {e}", file=sys.stderr)
         return 1
     log(f"saved {out}")
+    if stopped and trainer.at_epoch_boundary:
+        log(f"stopped after epoch {trainer.epoch} of {config.epochs}: continue with python -m core.train --resume {out}")
+    elif stopped:
+        log(f"stopped inside epoch {trainer.epoch + 1} (step {trainer.step}): the file holds the weights of that step "
+            f"and the figures of epoch {trainer.epoch}; it predicts, but a run continues only from an epoch's end")
     m = trainer.final_metrics()
     epochs_run = max(1, m["epochs"] - start_epoch)  # this invocation's (a resumed run's history holds more)
     result = {
@@ -306,6 +326,7 @@ def _train(args: argparse.Namespace, trainer: Trainer, dataset_arg: str) -> int:
         "freeze": trainer.freeze,
         "new_head": trainer.new_head,
         "resumed_from": trainer.resumed_from,
+        "stopped": stopped,
         "checkpoint": str(out),
     }
     print(json.dumps(result))
@@ -323,6 +344,39 @@ def _quiet(dist: Dist | None) -> None:
 def _error(e: BaseException | str, dist: Dist | None) -> None:
     where = f" ({dist.describe()})" if dist else ""
     print(f"error{where}: {e}", file=sys.stderr, flush=True)
+
+
+class CtrlC:
+    """While active, Ctrl-C asks the run to stop instead of raising ``KeyboardInterrupt``: the first
+    at the end of the epoch under way (:attr:`at_epoch_end`), the second after the step under way
+    (:attr:`now`); the third raises as usual. The previous handler comes back on exit."""
+
+    def __init__(self) -> None:
+        self.presses = 0
+
+    @property
+    def at_epoch_end(self) -> bool:
+        return self.presses >= 1
+
+    @property
+    def now(self) -> bool:
+        return self.presses >= 2
+
+    def __enter__(self) -> "CtrlC":
+        self._previous = signal.signal(signal.SIGINT, self._pressed)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _pressed(self, signum: int, frame: object) -> None:
+        self.presses += 1
+        if self.presses == 1:
+            log("Ctrl-C: stopping at the end of this epoch and saving (Ctrl-C again: stop now)")
+        elif self.presses == 2:
+            log("Ctrl-C: stopping after this step and saving (Ctrl-C again: abort without saving)")
+        else:
+            raise KeyboardInterrupt
 
 
 def _stopped_by_torchrun(signum: int, frame: object) -> None:

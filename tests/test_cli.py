@@ -434,3 +434,73 @@ def test_fine_tune_and_resume_refusals_exit_2_with_one_line(trained, hands, tmp_
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").glob("*.pt")) == []
+
+
+# --- Ctrl-C: stop and keep --------------------------------------------------------------------------
+
+
+def _interrupted(tmp_path: Path, presses: int, gap_s: float, extra: list[str],
+                 epochs: int = 200) -> tuple[subprocess.CompletedProcess, Path]:
+    """A synthetic-set run sent ``presses`` Ctrl-Cs ``gap_s`` apart once its first epoch is logged."""
+    import signal
+    import time
+
+    out = tmp_path / "stopped.pt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.train", "--dataset", "synthetic", "--epochs", str(epochs), "--out", str(out), *extra],
+        cwd=REPO, env={**os.environ, **cli_env(tmp_path, None)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    err_lines = []
+    for line in proc.stderr:  # progress lines: wait for the first finished epoch
+        err_lines.append(line)
+        if line.lstrip().startswith(f"epoch   1/{epochs}"):
+            break
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(gap_s)
+    stdout, rest = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(err_lines) + rest), out
+
+
+def test_ctrl_c_stops_at_the_epochs_end_saves_and_the_run_resumes(tmp_path):
+    result, out = _interrupted(tmp_path, 1, 0.0, ["--model", "mlp", "--no-augment"], epochs=8)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["stopped"] is True and 1 <= summary["epochs"] < 8, result.stderr
+    assert f"continue with python -m core.train --resume {out}" in result.stderr
+    ckpt = load_checkpoint(out)
+    assert ckpt.metrics["epochs"] == summary["epochs"] and ckpt.optimizer_state is not None  # resumable
+    resumed = run_cli("core.train", ["--resume", str(out), "--out", str(tmp_path / "rest.pt")], cli_env(tmp_path, None))
+    assert resumed.returncode == 0, resumed.stderr
+    rest = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert rest["epochs"] == 8 and rest["stopped"] is False and rest["resumed_from"] == out.name
+
+
+def test_a_second_ctrl_c_stops_after_the_step(tmp_path):
+    # LeNet in batches of 8: an epoch of 150 steps, so two presses 50 ms apart land inside one.
+    result, out = _interrupted(tmp_path, 2, 0.05, ["--model", "lenet", "--batch-size", "8", "--no-augment"])
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["stopped"] is True and "stopped inside epoch" in result.stderr
+    assert load_checkpoint(out).optimizer_state is None  # the weights of that step: to predict with, not resume
+
+
+def test_a_third_ctrl_c_aborts_without_a_traceback_and_saves_nothing(tmp_path, monkeypatch, capsys):
+    # Signals sent back to back merge, so the third press is driven in-process: the handler raises on it...
+    stop = core.train.CtrlC()
+    stop._pressed(0, None)
+    stop._pressed(0, None)
+    assert stop.at_epoch_end and stop.now
+    with pytest.raises(KeyboardInterrupt):
+        stop._pressed(0, None)
+
+    # ... and the command line turns that into one line and exit status 130, with no file written.
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(core.train, "_train", interrupted)
+    monkeypatch.setenv("TORCHLAB_CHECKPOINT_DIR", str(tmp_path))
+    code = core.train.main(["--dataset", "synthetic", "--model", "mlp", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 130 and "error: aborted by Ctrl-C; nothing was saved" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.pt"))
