@@ -175,6 +175,7 @@ class CaptureSet:
                         f.write(item.data)
                         f.flush()
                         os.fsync(f.fileno())
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the set from other users of the data directory
             if target.exists():
                 old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:6]}")
                 os.replace(target, old)

@@ -168,6 +168,7 @@ def atomic_write(path: Path, write: Any) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide a shared export from other users
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -771,6 +771,7 @@ def install_dataset_file(name: str, data: bytes, data_dir: str | os.PathLike | N
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide the file from other users
             os.fsync(f.fileno())
         load_h5_split(tmp, split)  # raises DatasetError naming the problem
         os.replace(tmp, target)

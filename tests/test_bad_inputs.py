@@ -119,6 +119,7 @@ def test_size_guard_refuses_before_writing(tmp_path, monkeypatch):
 def test_a_bad_upload_never_replaces_a_good_file(tmp_path, monkeypatch):
     good = next(c for c in H5_CASES if c.name == "valid_small_set")
     target = install_dataset_file(good.filename, good.data, tmp_path)
+    assert target.stat().st_mode & 0o777 == 0o644  # not the private temp file's 0600
     for case in H5_CASES:
         if case.ok or case.filename != good.filename:
             continue

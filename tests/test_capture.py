@@ -98,6 +98,7 @@ def test_save_writes_the_image_folder_layout_that_loads_through_the_one_photo_pa
     cs = filled(3)
     folder = cs.save("my hand", tmp_path)
     assert folder == tmp_path / "my-hand"
+    assert folder.stat().st_mode & 0o777 == 0o755  # others using the data directory can read it
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.jpg")) == [
         f"{c}/{i:04d}.jpg" for c in "ab" for i in range(3)
     ]

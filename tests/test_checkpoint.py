@@ -25,6 +25,7 @@ from core.checkpoint import (
     VERSION,
     Checkpoint,
     CheckpointError,
+    atomic_write,
     check_fits,
     checkpoint_bytes,
     checkpoint_dir,
@@ -205,6 +206,13 @@ def test_a_failed_write_leaves_the_previous_file_intact(trained, saved, monkeypa
     assert saved.read_bytes() == before
     assert only_file(saved.parent) == ["run.pt"]  # no temp file left behind
     load_checkpoint(saved)
+
+
+def test_a_written_file_is_readable_by_others(tmp_path):
+    # The temp file behind an atomic write is private (0600); the file it becomes must not be, or an
+    # exported net meant to be shared is unreadable by anyone else (as the data directory's files).
+    atomic_write(tmp_path / "net.onnx", lambda f: f.write(b"x"))
+    assert (tmp_path / "net.onnx").stat().st_mode & 0o777 == 0o644
 
 
 @pytest.mark.parametrize("step", ["fsync", "replace"])
