@@ -49,7 +49,7 @@ from core.data import load_dataset
 from core.nets import BUILDERS
 from core.tensors import GRAY_WEIGHTS, images_to_tensor
 
-FORMATS: dict[str, str] = {"onnx": "ONNX", "state_dict": "state_dict", "full": "full checkpoint"}
+FORMATS: dict[str, str] = {"onnx": "ONNX", "state_dict": "weights (state_dict)", "full": "full checkpoint"}
 FORMAT_HELP: dict[str, str] = {
     "onnx": "the net as an ONNX graph, for onnxruntime and other runtimes, without PyTorch; class names "
             "and preprocessing in its metadata; checked with onnxruntime against PyTorch",

@@ -233,12 +233,16 @@ with st.container(border=True):
                                 help="Comma-separated widths of the hidden layers; the tutorial uses 20, 7, 5.")
 
 ds = get_dataset(data_key, data_dir())
+widths = [h for h in hidden_text.replace(" ", "").split(",") if h]
+if not all(h.isdigit() for h in widths):
+    bad = ", ".join(f"`{h}`" for h in widths if not h.isdigit())
+    show_error(f"Hidden sizes are whole numbers separated by commas, like `20, 7, 5` — not {bad}.")
+    st.stop()
 try:
-    hidden = tuple(int(h) for h in hidden_text.replace(" ", "").split(",") if h)
     spec = ModelSpec(arch, ds.num_classes, in_channels=3 if channels == "RGB" else 1, input_size=int(size),
-                     hidden=hidden or (20, 7, 5), dropout=float(dropout), batchnorm=bool(batchnorm))
-except ValueError as e:  # SpecError is a ValueError; so is a hidden size that is not a number
-    show_error(f"These options don't make a valid net: {e}. Hidden sizes are whole numbers like `20, 7, 5`.")
+                     hidden=tuple(map(int, widths)) or (20, 7, 5), dropout=float(dropout), batchnorm=bool(batchnorm))
+except ValueError as e:  # SpecError names the setting and its range
+    show_error(f"These options don't make a valid net: {e}.")
     st.stop()
 
 info = inspect(spec.to_dict(), data_key)
@@ -267,12 +271,12 @@ with right:
     st.code(info["sequential_code"], language="python", line_numbers=True, wrap_lines=True)
 
 st.markdown("##### Layer by layer")
-st.dataframe(
-    [{"layer": r["name"], "type": r["type"], "output shape": "×".join(map(str, r["output_shape"])),
-      "parameters": r["parameters"], "trainable": r["trainable"]} for r in info["rows"]
-     if not (r["type"] == "Dropout" and spec.dropout == 0)],  # p = 0 does nothing; the code omits it too
-    hide_index=True, width="stretch", height=min(420, 38 + 35 * len(info["rows"])),
-)
+layer_rows = [{"layer": r["name"], "type": r["type"], "output shape": "×".join(map(str, r["output_shape"])),
+               "parameters": r["parameters"], "trainable": r["trainable"]} for r in info["rows"]
+              if not (r["type"] == "Dropout" and spec.dropout == 0)]  # p = 0 does nothing; the code omits it too
+st.dataframe(layer_rows, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(layer_rows)),
+             column_config={"parameters": st.column_config.NumberColumn(format="localized"),
+                            "trainable": st.column_config.NumberColumn(format="localized")})
 
 if spec == st.session_state.get("spec") and data_key == st.session_state.get("spec_dataset"):
     st.info("This is the net the Train page uses.", icon=":material/check:")

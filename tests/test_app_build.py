@@ -66,11 +66,13 @@ def test_build_refuses_hidden_sizes_that_are_not_numbers(env, apps):
     at = apps("pages/build.py")
     at.selectbox(key="b_arch").set_value("mlp")
     at.run()
-    for text in ("abc", "20, -7", "0"):
+    for text, expected in (("abc, 5", "whole numbers separated by commas, like `20, 7, 5` — not `abc`"),
+                           ("20, -7", "not `-7`"), ("0", "don't make a valid net")):
         at.text_input(key="b_hidden").set_value(text)
         at.run()
         assert_clean(at)
-        assert any("don't make a valid net" in e for e in errors(at)), (text, errors(at))
+        assert any(expected in e for e in errors(at)), (text, errors(at))
+        assert not any("invalid literal" in e for e in errors(at))  # Python's own words are no help here
         assert not at.code  # the page stopped before drawing the code
     at.text_input(key="b_hidden").set_value("20, 7, 5")
     at.run()

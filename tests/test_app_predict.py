@@ -317,7 +317,7 @@ def test_look_inside_an_mlp_is_an_input_gradient_saliency_map(env, apps):
 # The export buttons live in streamlit_app.export_downloads, shared with the Train page, whose test
 # uses these helpers too.
 
-FORMATS = {"onnx": "ONNX", "state_dict": "state_dict", "full": "full checkpoint"}
+FORMATS = {"onnx": "ONNX", "state_dict": "weights (state_dict)", "full": "full checkpoint"}
 SUFFIXES = {"onnx": ".onnx", "state_dict": "-weights.pth", "full": "-full.pt"}
 
 
