@@ -263,16 +263,18 @@ def _train(args: argparse.Namespace, trainer: Trainer, dataset_arg: str) -> int:
     # Under torchrun a Ctrl-C reaches every process at its own moment: they would stop at different
     # steps, so a distributed run keeps Python's default (abort, nothing saved).
     interrupt = CtrlC() if trainer.world == 1 else None
+
+    def should_stop() -> bool:  # asked before every step
+        return interrupt is not None and (interrupt.now or (interrupt.at_epoch_end and trainer.at_epoch_boundary))
+
     try:
         with interrupt or contextlib.nullcontext():
-            for event in trainer.run():
+            for event in trainer.run(should_stop):
                 if isinstance(event, EpochEvent):
                     log(
                         f"epoch {event.epoch:3d}/{config.epochs}  loss {event.train_loss:.4f}  train {event.train_acc:6.1%}  "
                         f"test {event.test_acc:6.1%}  {event.seconds:5.1f}s  {event.images_per_second:6.0f} img/s"
                     )
-                if interrupt and (interrupt.now or (interrupt.at_epoch_end and isinstance(event, EpochEvent))):
-                    break
     except TrainingDiverged as e:
         _error(e, trainer.dist)
         if not trainer.rank:
