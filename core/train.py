@@ -345,7 +345,10 @@ def _quiet(dist: Dist | None) -> None:
 
 def _error(e: BaseException | str, dist: Dist | None) -> None:
     where = f" ({dist.describe()})" if dist else ""
-    print(f"error{where}: {e}", file=sys.stderr, flush=True)
+    # One write of the whole line: print() writes the text and the newline apart, and two processes
+    # of a torchrun run erring at once could then run their lines together.
+    sys.stderr.write(f"error{where}: {e}\n")
+    sys.stderr.flush()
 
 
 class CtrlC:

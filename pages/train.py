@@ -421,10 +421,10 @@ if history:
             and not r.job.trainer.diverged]
     if keep:
         st.subheader("Save and inspect")
-        names = [r.name for r in keep][::-1]
-        if st.session_state.get("t_pick_newest") != names[0]:  # a run ended since: inspect that one
-            st.session_state["t_pick"] = st.session_state["t_pick_newest"] = names[0]
-        pick = st.selectbox("Run", names, key="t_pick")
+        ended = [r.name for r in keep][::-1]  # newest first
+        if st.session_state.get("t_pick_newest") != ended[0]:  # a run ended since: inspect that one
+            st.session_state["t_pick"] = st.session_state["t_pick_newest"] = ended[0]
+        pick = st.selectbox("Run", ended, key="t_pick")
         run = next(r for r in keep if r.name == pick)
         trainer = run.job.trainer
         c1, c2 = st.columns([1, 1])
