@@ -23,6 +23,7 @@ from core.spec import ModelSpec, default_spec
 if TYPE_CHECKING:  # torch-backed modules load in the background (see start_warm_up)
     import av
 
+    from core.capture import FrameRecorder
     from core.checkpoint import Checkpoint
     from core.jobs import Run, RunHistory
     from core.live import LivePredictor
@@ -380,6 +381,24 @@ class LiveVideo:
         # A frame not predicted (the stream yields to a training run) shows the newest answer's heat map.
         result = self.predictor.process(image, skipped) or self.predictor.latest
         return VideoFrame.from_ndarray(annotate(image, result), format="rgb24")
+
+
+class RecordVideo:
+    """streamlit-webrtc's video processor for the Data page's recordings, on the stream's own thread:
+    it offers every frame to the session's :class:`core.capture.FrameRecorder` and sends it back with
+    the square the net will read outlined and the recording's progress drawn under it."""
+
+    def __init__(self, recorder: FrameRecorder) -> None:
+        self.recorder = recorder
+
+    def recv(self, frame: av.VideoFrame) -> av.VideoFrame:
+        from av import VideoFrame
+
+        from core.live import annotate_recording
+
+        image = frame.to_ndarray(format="rgb24")
+        self.recorder.offer(image)
+        return VideoFrame.from_ndarray(annotate_recording(image, self.recorder.status()), format="rgb24")
 
 
 # --- sidebar -----------------------------------------------------------------------------------

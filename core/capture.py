@@ -7,6 +7,9 @@ into the data directory, atomically, where :func:`core.data.load_dataset` finds 
 Every photo is checked on the way in by :func:`core.preprocess.load_image` (the decoder prediction
 uses) and stored upright, as RGB, downscaled to at most :data:`STORED_SIDE` pixels: large enough for
 every input size a net can have, small enough that a session's captures stay bounded in memory.
+
+A :class:`FrameRecorder` takes photos from a live video instead: a burst of frames of one class, a
+few a second, while the user moves the hand — many varied photos for a few seconds' work.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import io
 import os
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +37,10 @@ MIN_SIDE = 32  # smaller than this a photo holds no hand worth learning from
 STORED_SIDE = 512  # the longest side kept: nets take at most 512 px
 THUMB_SIDE = 96
 JPEG_QUALITY = 92
+# A recording keeps a frame this often: the hand moves between two, so they differ as photos do,
+# and ten take a few seconds.
+RECORD_INTERVAL_S = 0.3
+RECORD_DELAY_S = 1.0  # from the click to the first frame: time to bring the hand back into view
 
 
 class CaptureError(ValueError):
@@ -99,11 +108,25 @@ class CaptureSet:
         :class:`CaptureError` for an unknown class, a photo under :data:`MIN_SIDE` pixels, or a
         full class or session.
         """
+        self._check_room(class_name)
+        return self._store(class_name, load_image(source, name, min_side=STORED_SIDE), name)
+
+    def add_frame(self, class_name: str, frame: np.ndarray, name: str = "video frame") -> CapturedImage:
+        """Store one video frame (an H×W×3 uint8 RGB array, as :class:`FrameRecorder` keeps them)
+        under ``class_name``, as :meth:`add` stores a photo; the same :class:`CaptureError` cases."""
+        self._check_room(class_name)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise CaptureError(f"{name} is not an RGB video frame (shape {frame.shape}, {frame.dtype})")
+        return self._store(class_name, Image.fromarray(frame), name)
+
+    def _check_room(self, class_name: str) -> None:
         if class_name not in self.images:
             raise CaptureError(f"no class {class_name!r}; the classes are {', '.join(self.classes)}")
         if len(self.images[class_name]) >= MAX_PER_CLASS:
             raise CaptureError(f"class {class_name!r} already has {MAX_PER_CLASS} photos, the most a class can hold")
-        image = load_image(source, name, min_side=STORED_SIDE)
+
+    def _store(self, class_name: str, image: Image.Image, name: str) -> CapturedImage:
+        """Downscale, JPEG-encode and keep an upright RGB image; the size and session limits."""
         if min(image.size) < MIN_SIDE:
             w, h = image.size
             raise CaptureError(f"{name} is only {w}×{h} pixels; photos must be at least {MIN_SIDE}×{MIN_SIDE}")
@@ -118,6 +141,10 @@ class CaptureSet:
         item = CapturedImage(uuid.uuid4().hex[:12], name, data, prepare_image(image, THUMB_SIDE))
         self.images[class_name].append(item)
         return item
+
+    def room(self, class_name: str) -> int:
+        """How many more photos ``class_name`` can take (0 for an unknown class)."""
+        return MAX_PER_CLASS - len(self.images[class_name]) if class_name in self.images else 0
 
     def remove(self, class_name: str, image_id: str) -> bool:
         """Delete one photo; False if it was not there (already deleted in another rerun)."""
@@ -187,3 +214,82 @@ class CaptureSet:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return target
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Where a :class:`FrameRecorder` stands."""
+
+    class_name: str | None  # the class being recorded, or None when no recording runs
+    kept: int  # frames kept by this recording (or the last one)
+    asked: int  # frames it was asked for
+    waiting: bool  # started, but still in the delay before the first frame
+
+    @property
+    def active(self) -> bool:
+        return self.class_name is not None
+
+
+class FrameRecorder:
+    """Keeps frames of a live video for a data set: after ``delay_s``, one every ``interval_s``,
+    until ``count`` frames of the class are kept.
+
+    Thread-safe: the video's thread offers every frame (:meth:`offer`); the page starts and stops
+    recordings and moves the kept frames into the session's :class:`CaptureSet` with :meth:`take`.
+    Frames are kept downscaled to at most :data:`STORED_SIDE` pixels, as the set stores photos, so a
+    recording the page has not collected yet holds little memory.
+    """
+
+    def __init__(self, interval_s: float = RECORD_INTERVAL_S, delay_s: float = RECORD_DELAY_S) -> None:
+        if interval_s <= 0 or delay_s < 0:
+            raise ValueError(f"interval_s must be > 0 and delay_s ≥ 0; got {interval_s} and {delay_s}")
+        self.interval_s, self.delay_s = interval_s, delay_s
+        self._lock = threading.Lock()
+        self._class: str | None = None
+        self._kept = self._asked = 0
+        self._next = 0.0  # when the next frame may be kept
+        self._frames: list[tuple[str, np.ndarray]] = []
+
+    def start(self, class_name: str, count: int, now: float | None = None) -> None:
+        """Record ``count`` frames of ``class_name`` (a running recording ends first)."""
+        if count < 1:
+            raise CaptureError(f"a recording needs at least one frame; asked for {count}")
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._class, self._kept, self._asked = class_name, 0, count
+            self._next = now + self.delay_s
+
+    def stop(self) -> None:
+        """End the recording now; frames kept so far stay for :meth:`take`."""
+        with self._lock:
+            self._class = None
+
+    def status(self, now: float | None = None) -> Recording:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            waiting = self._class is not None and self._kept == 0 and now < self._next
+            return Recording(self._class, self._kept, self._asked, waiting)
+
+    def offer(self, frame: np.ndarray, now: float | None = None) -> bool:
+        """A frame of the video (H×W×3 uint8 RGB); kept when a recording runs and its time has come.
+        Returns whether it was kept. Called for every frame, so it returns at once when not keeping."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._class is None or now < self._next:
+                return False
+            class_name = self._class
+            self._kept += 1
+            self._next = now + self.interval_s
+            if self._kept >= self._asked:
+                self._class = None
+        image = Image.fromarray(frame)  # outside the lock: the page's take() need not wait for a resize
+        image.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
+        with self._lock:
+            self._frames.append((class_name, np.asarray(image)))  # a copy: the video may reuse its buffer
+        return True
+
+    def take(self) -> list[tuple[str, np.ndarray]]:
+        """The frames kept since the last call, as (class, frame), oldest first."""
+        with self._lock:
+            frames, self._frames = self._frames, []
+        return frames

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from core.capture import Recording
 from core.checkpoint import Checkpoint
 from core.explain import GRAD_CAM, SALIENCY, colorize, grad_cam, saliency
 from core.inference import predict_image
@@ -45,6 +46,7 @@ LIVE_SHARE = 0.25  # the most of the compute time a stream takes while other wor
 # switch interval (5 ms), so a frame that merely waited for another thread's Python code does not count.
 CONTENDED_S = 0.006
 OUTLINE_RGB = (238, 76, 44)  # the app's accent colour: the square the net reads
+RECORD_TRACK_RGB = (255, 255, 255)  # the recording bar's unfilled part
 ICE_SERVERS_ENV = "TORCHLAB_ICE_SERVERS"
 
 
@@ -184,13 +186,34 @@ def annotate(frame: np.ndarray, result: LiveResult | None, opacity: float = 0.45
         heat = Image.fromarray(colorize(result.heatmap)).resize((side, side), Image.Resampling.BILINEAR)
         square = Image.fromarray(out[top:top + side, left:left + side])
         out[top:top + side, left:left + side] = np.asarray(Image.blend(square, heat, opacity))
-    t = max(2, side // 160)  # the outline, a little thicker on big frames
+    _outline(out, left, top, side)
+    return out
+
+
+def annotate_recording(frame: np.ndarray, recording: Recording) -> np.ndarray:
+    """The frame to show back while recording photos for a data set: the centre square the net
+    will read outlined (what counts is inside it), and, while a recording runs, a bar along the
+    square's foot that fills as frames are kept. A new H×W×3 uint8 array."""
+    out = np.array(frame, dtype=np.uint8, copy=True)
+    h, w = out.shape[:2]
+    left, top, side = centre_square(w, h)
+    t = _outline(out, left, top, side)
+    if recording.active:
+        filled = side * recording.kept // max(1, recording.asked)
+        out[top + side - 4 * t:top + side, left:left + side] = RECORD_TRACK_RGB
+        out[top + side - 4 * t:top + side, left:left + filled] = OUTLINE_RGB
+    return out
+
+
+def _outline(out: np.ndarray, left: int, top: int, side: int) -> int:
+    """Outline the square in place; returns the line's thickness (a little thicker on big frames)."""
+    t = max(2, side // 160)
     colour = np.array(OUTLINE_RGB, dtype=np.uint8)
     out[top:top + t, left:left + side] = colour
     out[top + side - t:top + side, left:left + side] = colour
     out[top:top + side, left:left + t] = colour
     out[top:top + side, left + side - t:left + side] = colour
-    return out
+    return t
 
 
 def parse_ice_servers(text: str | None) -> list[dict]:

@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         _error(e, dist)
         finish()
         return 2
+    except KeyboardInterrupt:  # while the data loads or the net is built: nothing to keep yet
+        _error("stopped by Ctrl-C before training began; nothing was saved", dist)
+        finish()
+        return 130
     try:
         return _train(args, trainer, dataset_arg)
     except DistributedError as e:

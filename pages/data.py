@@ -2,15 +2,21 @@
 import streamlit as st
 
 from core.capture import (
-    MAX_CLASSES, MAX_PER_CLASS, MAX_TOTAL_BYTES, MIN_SIDE, CaptureError, CaptureSet,
+    MAX_CLASSES, MAX_PER_CLASS, MAX_TOTAL_BYTES, MIN_SIDE, RECORD_DELAY_S, RECORD_INTERVAL_S, CaptureError,
+    CaptureSet, FrameRecorder,
 )
 from core.data import DatasetError, h5_bytes, install_dataset_file, load_dataset, zip_folder
+from core.live import SettingError
 from core.preprocess import ImageError
 from streamlit_app import (
-    IMAGE_TYPES, data_dir, dataset_peeks, forget_data_caches, kind_label, page_setup, show_error,
+    IMAGE_TYPES, RecordVideo, data_dir, dataset_peeks, forget_data_caches, kind_label, live_rtc_configuration,
+    page_setup, show_error,
 )
 
 THUMBS_PER_ROW = 6
+RECORD_DEFAULT = 30  # photos a recording keeps unless the user asks otherwise (README, "Fine-tuning")
+RECORD_MOST = 100
+RECORD_REFRESH_S = 0.5  # how often the recording's progress is redrawn
 
 page_setup("Data")
 
@@ -75,14 +81,92 @@ for p in peeks:
             st.text("\n".join(p.skipped[:200]))
 peeks = [p for p in peeks if p.usable]
 
+
+def recorder() -> FrameRecorder:
+    """This browser session's recorder: kept in the session, so frames recorded just before the
+    video stops are still collected."""
+    return st.session_state.setdefault("d_recorder", FrameRecorder())
+
+
+def record_mode(cs: CaptureSet, target: str) -> None:
+    """Photos from the live video: a burst of frames of one class while the hand moves."""
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    try:
+        rtc = live_rtc_configuration()
+    except SettingError as e:
+        show_error(f"Live video can't start: {e}")
+        return
+    rec = recorder()
+    ctx = webrtc_streamer(
+        key="d_live", mode=WebRtcMode.SENDRECV, rtc_configuration=rtc,
+        media_stream_constraints={"video": True, "audio": False},
+        video_processor_factory=lambda: RecordVideo(rec),
+        translations={"start": "Start the camera", "stop": "Stop"},
+    )
+    if not ctx.state.playing:
+        rec.stop()  # the video stopped mid-recording: what it kept joins the class below
+        st.info("Start the camera, then record a burst: a photo every "
+                f"{RECORD_INTERVAL_S:.1f} s while you move your hand — nearer, farther, tilted, left and right — "
+                "so that the photos differ as a stranger's would. No camera, or no WebRTC? Use the Camera tab.",
+                icon=":material/videocam:")
+        return
+    a, b = st.columns([1, 2], vertical_alignment="bottom")
+    asked = a.number_input("Photos", 1, RECORD_MOST, RECORD_DEFAULT, key="d_rec_count",
+                           help=f"Frames to keep, one every {RECORD_INTERVAL_S:.1f} s, after a "
+                                f"{RECORD_DELAY_S:.0f}-second pause to bring your hand into view.")
+    room = cs.room(target)
+    count = min(int(asked), room)
+    if room == 0:
+        st.caption(f"Class {target} is full ({MAX_PER_CLASS} photos).")
+    if b.button(f"Record {count} photo{'s' * (count != 1)} of class {target}", type="primary",
+                icon=":material/radio_button_checked:", disabled=room == 0 or rec.status().active,
+                width="stretch"):
+        st.session_state.update(d_rec_added=0, d_rec_refused=[], d_rec_class=target)
+        rec.start(target, count)
+    st.caption("What counts is inside the square: the net reads that, as it will in Predict.")
+    st.fragment(run_every=RECORD_REFRESH_S)(recording_progress)(cs)
+
+
+def collect_recording(cs: CaptureSet) -> bool:
+    """Move the frames the recorder kept into this session's photos. True when a recording has just
+    ended: what it added (and refused) is then in the page's flash message."""
+    refused = st.session_state.setdefault("d_rec_refused", [])
+    for class_name, frame in recorder().take():
+        try:
+            cs.add_frame(class_name, frame)
+            st.session_state["d_rec_added"] = st.session_state.get("d_rec_added", 0) + 1
+        except CaptureError as e:
+            refused.append(str(e))
+            recorder().stop()  # a full class or session: the frames after it would be refused too
+    if recorder().status().active or not (st.session_state.get("d_rec_added") or refused):
+        return False
+    st.session_state["d_flash"] = (st.session_state.pop("d_rec_added", 0), st.session_state.get("d_rec_class", ""),
+                                   st.session_state.pop("d_rec_refused"))
+    return True
+
+
+def recording_progress(cs: CaptureSet) -> None:
+    """The running recording's progress; when it ends, the whole page shows the new photos."""
+    if collect_recording(cs):
+        st.rerun()
+    status = recorder().status()
+    if status.active:
+        text = ("Get ready…" if status.waiting else
+                f"Recording class {status.class_name}: {status.kept} of {status.asked} — keep moving your hand")
+        st.progress(status.kept / status.asked, text=text)
+
+
 # --- teach it your hand ------------------------------------------------------------------------
 cs = captures()
 st.subheader("Teach it your hand")
 st.markdown(
-    "Show the net **your** hand: take a few photos per class with the camera (each snapshot adds one) or upload "
-    "them, save the set, then fine-tune a saved net on it from the **Train** page. Five photos per class already "
-    "help; more, in different places and light, help more. Keep the classes `0`–`5` (fingers raised) and a "
-    "SIGNS net keeps its trained head — or name your own classes (rock, paper, scissors…)."
+    "Show the net **your** hand: **record** a burst of photos per class from the live camera while you move your "
+    "hand, take them one by one with the **camera**, or **upload** them; save the set, then fine-tune a saved net "
+    "on it from the **Train** page. More photos read better: fine-tuned on 5, 10, 20 or 30 photos per class of "
+    "other people's hands, the SIGNS LeNet read 77, 84, 88 and 90 % of photos it had never seen (README, "
+    "\"Fine-tuning\"). Keep the classes `0`–`5` (fingers raised) and a SIGNS net keeps its trained head — or name "
+    "your own classes (rock, paper, scissors…)."
 )
 st.session_state.setdefault("d_classes_text", ", ".join(cs.classes))
 st.text_input("Classes, separated by commas", key="d_classes_text", on_change=apply_classes,
@@ -95,13 +179,19 @@ with left:
     # Plain class names as options: a label that changed with each photo would make Streamlit see a new
     # widget and jump back to the first class between two snapshots.
     target = st.radio("Add photos to class", cs.classes, horizontal=True, key="d_target")
-    tab_camera, tab_upload = st.tabs(["Camera", "Upload"])
-    with tab_camera:
-        snap = st.camera_input(f"Show class {target} to the camera", key=fresh_key("d_camera"))
+    tab_camera, tab_record, tab_upload = st.tabs(["Camera", "Record", "Upload"], key="d_input", on_change="rerun")
+    with tab_camera:  # one camera at a time: the snapshot camera only while its tab is open
+        snap = st.camera_input(f"Show class {target} to the camera", key=fresh_key("d_camera")) if tab_camera.open else None
         if snap is not None:
             add_photos(cs, target, [snap])
             renew("d_camera")
             st.rerun()
+    with tab_record:
+        if tab_record.open:
+            record_mode(cs, target)
+        else:
+            recorder().stop()  # the video closes with its tab
+    collect_recording(cs)  # frames a recording kept before it ended, wherever the user is now
     with tab_upload:
         files = st.file_uploader(f"Photos of class {target}", type=IMAGE_TYPES, accept_multiple_files=True,
                                  key=fresh_key("d_upload"))

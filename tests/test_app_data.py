@@ -210,3 +210,36 @@ def test_upload_refuses_bad_h5_files_and_keeps_a_good_one(env, apps, data_dir):
     assert sorted(p.name for p in target.parent.iterdir()) == ["train_signs.h5"]
 
 
+
+
+def test_frames_recorded_before_the_video_stopped_join_their_class(env, apps):
+    import numpy as np
+
+    from core.capture import FrameRecorder
+
+    at = apps(PAGE)
+    rec = FrameRecorder(interval_s=0.1, delay_s=0.0)
+    rec.start("3", 5, now=0.0)
+    for i, t in enumerate((0.0, 0.1, 0.2)):  # three of five, then the video stopped
+        assert rec.offer(np.full((480, 640, 3), 60 + 40 * i, np.uint8), now=t)
+    at.session_state["d_recorder"] = rec
+    at.session_state["d_rec_class"] = "3"
+    at.session_state["d_input"] = "Upload"  # the user left the Record tab: its video stopped
+    at.run()
+    assert_clean(at)
+    assert _captures(at).counts()["3"] == 3 and _captures(at).total == 3
+    assert any("Added 3 photos to class 3" in s.value for s in at.success)
+    assert not rec.status().active  # the stopped video ended the recording
+    at.run()
+    assert not any("Added" in s.value for s in at.success)  # said once
+
+
+def test_the_record_tab_refuses_a_malformed_ice_setting_with_a_message(env, apps):
+    # The Record tab's live video needs a browser (WebRTC): tests/e2e/test_teach.py records through it.
+    env.monkeypatch.setenv("TORCHLAB_ICE_SERVERS", "[1]")
+    at = apps(PAGE)
+    at.session_state["d_input"] = "Record"
+    at.run()
+    assert not at.camera_input  # one camera at a time: the snapshot camera is off while Record is open
+    assert errors(at) == ["Live video can't start: $TORCHLAB_ICE_SERVERS: entry 0 needs \"urls\": a stun:, stuns:, "
+                          "turn: or turns: URL or a list of them"]

@@ -147,3 +147,65 @@ def test_a_failed_save_leaves_the_earlier_set_intact_and_no_debris(tmp_path, mon
         filled(3).save("mine", tmp_path, overwrite=True)
     assert sorted(p.read_bytes() for p in (tmp_path / "mine").rglob("*.jpg")) == before
     assert [p.name for p in tmp_path.iterdir()] == ["mine"]
+
+
+# --- recording from live video -----------------------------------------------------------------
+
+
+def frame(value: int, w: int = 640, h: int = 480) -> np.ndarray:
+    a = np.full((h, w, 3), value, dtype=np.uint8)
+    a[:, : w // 4] = 255 - value  # a bar on the left, so a flipped or cropped frame would show
+    return a
+
+
+def test_a_recording_keeps_one_frame_per_interval_after_the_delay_then_ends_by_itself():
+    rec = capture.FrameRecorder(interval_s=0.3, delay_s=1.0)
+    assert not rec.offer(frame(1), now=0.0)  # nothing runs: nothing kept
+    rec.start("2", 3, now=10.0)
+    assert rec.status(now=10.5).waiting and rec.status(now=10.5).active
+    assert not rec.offer(frame(2), now=10.9)  # still in the delay
+    kept = [t for t in (11.0, 11.1, 11.29, 11.3, 11.5, 11.61, 11.9, 12.5) if rec.offer(frame(int(t * 10) % 256), now=t)]
+    assert kept == [11.0, 11.3, 11.61]  # one per 0.3 s, and three were asked for
+    status = rec.status(now=13.0)
+    assert not status.active and (status.kept, status.asked) == (3, 3)
+    taken = rec.take()
+    assert [c for c, _ in taken] == ["2", "2", "2"]
+    assert [int(f[0, -1, 0]) for _, f in taken] == [110, 113, 116]  # the frames offered at those times, in order
+    assert rec.take() == []  # taken once
+
+
+def test_kept_frames_are_downscaled_copies_and_stop_keeps_what_was_recorded():
+    rec = capture.FrameRecorder(interval_s=0.1, delay_s=0.0)
+    rec.start("a", 10, now=0.0)
+    big = frame(50, 1280, 720)
+    assert rec.offer(big, now=0.0)
+    big[:] = 0  # the video reuses its buffer: the kept frame must not change
+    rec.stop()
+    assert not rec.status().active and not rec.offer(frame(60), now=1.0)
+    [(name, kept)] = rec.take()
+    assert name == "a" and kept.shape == (288, capture.STORED_SIDE, 3) and kept.dtype == np.uint8
+    assert kept[:, -1].mean() == 50 and kept[:, 0].mean() == 205
+
+
+def test_a_recording_asks_for_a_frame_at_least():
+    with pytest.raises(CaptureError, match="at least one frame"):
+        capture.FrameRecorder().start("a", 0)
+    with pytest.raises(ValueError):
+        capture.FrameRecorder(interval_s=0)
+
+
+def test_a_recorded_frame_is_stored_like_a_photo():
+    cs = CaptureSet(["a", "b"])
+    item = cs.add_frame("a", frame(70))
+    stored = Image.open(io.BytesIO(item.data))
+    assert stored.format == "JPEG" and stored.size == (capture.STORED_SIDE, 384)  # bounded, as photos are
+    same = np.asarray(Image.fromarray(frame(70)).resize(stored.size, Image.Resampling.LANCZOS)).astype(int)
+    assert np.abs(np.asarray(stored).astype(int) - same).mean() < 2  # the same picture
+    assert item.thumbnail.shape == (capture.THUMB_SIDE, capture.THUMB_SIDE, 3)
+    with pytest.raises(CaptureError, match="no class 'c'"):
+        cs.add_frame("c", frame(70))
+    with pytest.raises(CaptureError, match="not an RGB video frame"):
+        cs.add_frame("a", np.zeros((480, 640), np.uint8))
+    with pytest.raises(CaptureError, match="at least 32×32"):
+        cs.add_frame("a", np.zeros((20, 640, 3), np.uint8))
+    assert cs.room("a") == capture.MAX_PER_CLASS - 1 and cs.room("zzz") == 0

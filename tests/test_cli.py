@@ -504,3 +504,15 @@ def test_a_third_ctrl_c_aborts_without_a_traceback_and_saves_nothing(tmp_path, m
     err = capsys.readouterr().err
     assert code == 130 and "error: aborted by Ctrl-C; nothing was saved" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.pt"))
+
+
+def test_ctrl_c_while_the_data_loads_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(core.train, "load_dataset", interrupted)
+    monkeypatch.setenv("TORCHLAB_CHECKPOINT_DIR", str(tmp_path))
+    code = core.train.main(["--dataset", "synthetic", "--model", "mlp", "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 130 and err.strip() == "error: stopped by Ctrl-C before training began; nothing was saved"
+    assert not list(tmp_path.glob("*.pt"))

@@ -25,6 +25,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 expect = import_expect()
 
 SNAPSHOTS = 1  # camera photos per class
+RECORDED = 3  # photos of one recording from the live camera
+WEBRTC_IFRAME = 'iframe[title="streamlit_webrtc.component.webrtc_streamer"]'
+LIVE_TIMEOUT = 90_000  # ms: WebRTC negotiation, then the first frames, on a shared CPU
 UPLOADS = 4  # real photos per class
 CLASSES = ["0", "1", "2", "3", "4", "5"]
 
@@ -122,4 +125,32 @@ def test_capture_save_finetune_predict(teach_app, camera_page, hands, screenshot
     page.get_by_role("tab", name="Camera").click()
     take_photo(page)
     expect(metric(page, "Prediction")).to_have_text(re.compile(r"^[0-5]$"), timeout=60_000)
+    assert_clean(page)
+
+
+def test_record_a_burst_of_photos_from_the_live_camera(teach_app, camera_page, screenshot_dir):
+    page = camera_page
+    open_page(page, teach_app, "/data", "Data")
+    main(page).get_by_test_id("stRadio").get_by_text("2", exact=True).click()
+    wait_idle(page)
+    page.get_by_role("tab", name="Record").click()
+    wait_idle(page)
+    expect(main(page).get_by_test_id("stAlertContentInfo")).to_contain_text("Start the camera, then record a burst")
+    expect(main(page).get_by_test_id("stCameraInput")).to_have_count(0)  # one camera at a time
+
+    page.frame_locator(WEBRTC_IFRAME).get_by_role("button", name="Start the camera").click()
+    count = main(page).get_by_role("spinbutton", name="Photos")
+    expect(count).to_be_visible(timeout=LIVE_TIMEOUT)  # shown once the video plays
+    count.fill(str(RECORDED))
+    count.press("Enter")
+    wait_idle(page)
+    button(page, f"Record {RECORDED} photos of class 2").click()
+    # The recording shows its progress, then its photos join the class at once.
+    expect(main(page).get_by_test_id("stProgress")).to_contain_text("class 2", timeout=RENDER_TIMEOUT)
+    screenshot(page, screenshot_dir / "record.png")
+    expect(main(page).get_by_test_id("stAlertContentSuccess")).to_contain_text(
+        f"Added {RECORDED} photos to class 2", timeout=LIVE_TIMEOUT)
+    photos = main(page).get_by_test_id("stExpander").filter(has_text="Class 2 —")
+    expect(photos).to_contain_text(f"{RECORDED} photos")
+    expect(main(page).get_by_text(f"{RECORDED} in this session")).to_be_visible()
     assert_clean(page)
