@@ -122,8 +122,10 @@ def record_mode(cs: CaptureSet, target: str) -> None:
     if b.button(f"Record {count} photo{'s' * (count != 1)} of class {target}", type="primary",
                 icon=":material/radio_button_checked:", disabled=room == 0 or rec.status().active,
                 width="stretch"):
-        st.session_state.update(d_rec_added=0, d_rec_refused=[], d_rec_class=target)
-        rec.start(target, count)
+        if not rec.status().active:  # a click that raced the recording's start counts once
+            st.session_state.update(d_rec_added=0, d_rec_refused=[], d_rec_class=target)
+            rec.start(target, count)
+        st.rerun()  # drawn again with the button off while the recording runs
     st.caption("What counts is inside the square: the net reads that, as it will in Predict.")
     st.fragment(run_every=RECORD_REFRESH_S)(recording_progress)(cs)
 
