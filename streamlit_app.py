@@ -122,17 +122,19 @@ def _export(ident: str, fmt: str, data_dir: str, _ckpt: Checkpoint):
     return export_bytes(_ckpt, fmt, data_dir)
 
 
-def export_downloads(ckpt: Checkpoint, ident: str, key: str, side_by_side: bool = True) -> None:
-    """A button per export format (README, "Export"), side by side or one under the other. Pressed,
-    it exports the checkpoint (checked, and cached per ``ident``, the checkpoint's content: path and
-    mtime, or an upload's digest) and becomes the file's download button. ``key`` prefixes the
-    widget keys."""
+def export_downloads(ckpt: Checkpoint, ident: str, key: str, side_by_side: bool = True,
+                     formats: tuple[str, ...] | None = None) -> None:
+    """A button per export format (README, "Export"; ``formats``, default all), side by side or one
+    under the other. Pressed, it exports the checkpoint (checked, and cached per ``ident``, the
+    checkpoint's content: path and mtime, or an upload's digest) and becomes the file's download
+    button. ``key`` prefixes the widget keys."""
     from core.export import FORMAT_HELP, FORMATS, ExportError
 
+    labels = {fmt: FORMATS[fmt] for fmt in (formats or FORMATS)}
     asked = st.session_state.setdefault(f"{key}_exports", set())  # (ident, format) pairs this session made
-    places = st.columns(len(FORMATS)) if side_by_side else [st.container() for _ in FORMATS]
+    places = st.columns(len(labels)) if side_by_side else [st.container() for _ in labels]
     width = "stretch" if side_by_side else "content"  # one under the other: like the buttons above them
-    for place, (fmt, label) in zip(places, FORMATS.items()):
+    for place, (fmt, label) in zip(places, labels.items()):
         slot = place.empty()  # the button, then (in the same run) the download that replaces it
         if (ident, fmt) not in asked and not slot.button(f"Export {label}", key=f"{key}_export_{fmt}",
                                                          help=FORMAT_HELP[fmt], icon=":material/ios_share:",

@@ -447,12 +447,16 @@ if history:
             if run.checkpoint:
                 path = checkpoint_dir() / run.checkpoint
                 if path.is_file():
-                    st.download_button("Download checkpoint", path.read_bytes(), file_name=path.name,
-                                       mime="application/octet-stream", icon=":material/download:")
+                    st.download_button("Download checkpoint (.pt)", path.read_bytes(), file_name=path.name,
+                                       mime="application/octet-stream", icon=":material/download:",
+                                       help="The saved file as it is: net, classes, preprocessing and training "
+                                            "state. TorchLab (Predict, --init-from, --resume) reads it back.")
                     st.markdown("**Export** it for use outside TorchLab:")
                     try:
                         mtime = path.stat().st_mtime
-                        export_downloads(get_checkpoint(str(path), mtime), f"{path}@{mtime}", "t", side_by_side=False)
+                        # The full checkpoint is the download above: only the other formats here.
+                        export_downloads(get_checkpoint(str(path), mtime), f"{path}@{mtime}", "t", side_by_side=False,
+                                         formats=("onnx", "state_dict"))
                     except (CheckpointError, OSError) as e:
                         show_error(f"Can't export {path.name}: {e}")
             with st.expander("Export the whole pickled module (the tutorial's torch.save(model))"):

@@ -11,7 +11,7 @@ from core.data import load_dataset
 from core.spec import ModelSpec, default_spec
 from core.trainer import TrainConfig, Trainer, finetune_recipe
 from tests.apptest import assert_clean, button, disabled, errors, hand_photo, plotly_keys, table, wait_for_job
-from tests.test_app_predict import check_exports, quiet_exporter, record_downloads
+from tests.test_app_predict import check_exports, downloaded, quiet_exporter, record_downloads
 
 MLP = default_spec("mlp")
 
@@ -61,7 +61,7 @@ def test_train_start_finish_save(env, apps):
     assert ckpt.metrics["epochs"] == 1 and ckpt.dataset["key"] == "synthetic"
     at.run()  # the Runs table is drawn above the Save button: it shows the name from the next run on
     assert table(at, "run").iloc[0]["saved as"] == "my-mlp.pt"
-    assert any(b.label == "Download checkpoint" for b in at.get("download_button"))
+    assert any(b.label == "Download checkpoint (.pt)" for b in at.get("download_button"))
 
 
 def test_save_and_inspect_follows_the_run_that_ended_last(env, apps):
@@ -88,7 +88,12 @@ def test_train_exports_the_saved_checkpoint(env, apps):
     at.run()
     assert_clean(at)
     [path] = env.ckpt.glob("*.pt")
-    check_exports(at, record_downloads(env.monkeypatch), path)
+    served = record_downloads(env.monkeypatch)
+    # The saved file itself is the full checkpoint's download; the exports are the other formats.
+    assert not [b for b in at.button if b.label == "Export full checkpoint"]
+    check_exports(at, served, path, formats=("onnx", "state_dict"))
+    name, data = downloaded(at, "Download checkpoint (.pt)", served)
+    assert name == path.name and data == path.read_bytes()
 
 
 def test_train_stop_and_resume(env, apps):

@@ -278,7 +278,7 @@ def test_train_live_stop_resume_save(app, page, screenshot_dir):
     expect(main(page).get_by_test_id("stAlertContentSuccess").filter(has_text="Saved")).to_contain_text(
         "lenet-signs-run1.pt", timeout=60_000)
     assert (app.checkpoint_dir / "lenet-signs-run1.pt").stat().st_size > 0
-    expect(button(page, "Download checkpoint")).to_be_visible()
+    expect(button(page, "Download checkpoint (.pt)")).to_be_visible()
     assert_clean(page)
     screenshot(page, screenshot_dir / "train.png")
 
