@@ -27,7 +27,7 @@ with c3.container(border=True, height="stretch"):
     st.page_link("pages/predict.py", label="Open Predict", icon=":material/back_hand:")
 with c4.container(border=True, height="stretch"):
     st.markdown("#### 4 · Teach it your hand")
-    st.write("Misread? Take a few photos of your own hand per class and fine-tune the net on them in seconds.")
+    st.write("Misread? Record your own hand per class from the camera and fine-tune the net on it in seconds.")
     st.page_link("pages/data.py", label="Open Data", icon=":material/photo_library:")
 
 best = get_dataset(best_hand_dataset(data_dir()), data_dir())

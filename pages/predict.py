@@ -105,6 +105,8 @@ def live_mode(ckpt: Checkpoint, what: str) -> None:
                     icon=":material/videocam:")
             return
         st.fragment(run_every=LIVE_REFRESH_S)(live_answer)(processor)
+        st.page_link("pages/data.py", label="Wrong? Teach it your hand on the Data page: record it class by class",
+                     icon=":material/back_hand:")
 
 
 def live_answer(processor: LiveVideo | None) -> None:
