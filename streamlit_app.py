@@ -386,9 +386,10 @@ class LiveVideo:
 
 
 class RecordVideo:
-    """streamlit-webrtc's video processor for the Data page's recordings, on the stream's own thread:
-    it offers every frame to the session's :class:`core.capture.FrameRecorder` and sends it back with
-    the square the net will read outlined and the recording's progress drawn under it."""
+    """streamlit-webrtc's video processor for the Data page's recordings, on the stream's own thread
+    (never the script's, and never touching ``st.session_state``: the recorder is thread-safe, the
+    session is not): it offers every frame to the session's :class:`core.capture.FrameRecorder` and
+    sends it back with the square the net will read outlined and the recording's progress under it."""
 
     def __init__(self, recorder: FrameRecorder) -> None:
         self.recorder = recorder

@@ -218,26 +218,25 @@ class CaptureSet:
 
 @dataclass(frozen=True)
 class Recording:
-    """Where a :class:`FrameRecorder` stands."""
+    """Where a :class:`FrameRecorder` stands: the running recording, or the last one."""
 
-    class_name: str | None  # the class being recorded, or None when no recording runs
-    kept: int  # frames kept by this recording (or the last one)
-    asked: int  # frames it was asked for
-    waiting: bool  # started, but still in the delay before the first frame
-
-    @property
-    def active(self) -> bool:
-        return self.class_name is not None
+    class_name: str | None  # the class it records (or recorded); None before the first recording
+    running: bool  # frames are being kept (the delay before the first one included)
+    kept: int  # frames kept so far
+    asked: int  # frames asked for: fewer were kept if it was stopped
+    waiting: bool  # running, but still in the delay before the first frame
+    added: int = 0  # kept frames that joined the set (see FrameRecorder.collect_into)
+    refused: tuple[str, ...] = ()  # why the others did not, each reason once
 
 
 class FrameRecorder:
     """Keeps frames of a live video for a data set: after ``delay_s``, one every ``interval_s``,
-    until ``count`` frames of the class are kept.
+    until ``count`` frames of the class are kept or :meth:`stop` is called.
 
     Thread-safe: the video's thread offers every frame (:meth:`offer`); the page starts and stops
-    recordings and moves the kept frames into the session's :class:`CaptureSet` with :meth:`take`.
-    Frames are kept downscaled to at most :data:`STORED_SIDE` pixels, as the set stores photos, so a
-    recording the page has not collected yet holds little memory.
+    recordings and moves the kept frames into the session's :class:`CaptureSet` with
+    :meth:`collect_into`. Frames are kept downscaled to at most :data:`STORED_SIDE` pixels, as the
+    set stores photos, so frames the page has not collected yet hold little memory.
     """
 
     def __init__(self, interval_s: float = RECORD_INTERVAL_S, delay_s: float = RECORD_DELAY_S) -> None:
@@ -246,7 +245,10 @@ class FrameRecorder:
         self.interval_s, self.delay_s = interval_s, delay_s
         self._lock = threading.Lock()
         self._class: str | None = None
-        self._kept = self._asked = 0
+        self._running = False
+        self._kept = self._asked = self._added = 0
+        self._refused: list[str] = []
+        self._reported = True  # the last recording's end was handed to the page (there was none)
         self._next = 0.0  # when the next frame may be kept
         self._frames: list[tuple[str, np.ndarray]] = []
 
@@ -256,40 +258,66 @@ class FrameRecorder:
             raise CaptureError(f"a recording needs at least one frame; asked for {count}")
         now = time.monotonic() if now is None else now
         with self._lock:
-            self._class, self._kept, self._asked = class_name, 0, count
+            self._class, self._running, self._reported = class_name, True, False
+            self._kept, self._asked, self._added, self._refused = 0, count, 0, []
             self._next = now + self.delay_s
 
     def stop(self) -> None:
-        """End the recording now; frames kept so far stay for :meth:`take`."""
+        """End the recording now; the frames kept so far are still collected."""
         with self._lock:
-            self._class = None
+            self._running = False
 
     def status(self, now: float | None = None) -> Recording:
+        """The running recording's progress, or the last one's outcome."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            waiting = self._class is not None and self._kept == 0 and now < self._next
-            return Recording(self._class, self._kept, self._asked, waiting)
+            return self._status(now)
+
+    def _status(self, now: float) -> Recording:
+        waiting = self._running and self._kept == 0 and now < self._next
+        return Recording(self._class, self._running, self._kept, self._asked, waiting, self._added,
+                         tuple(self._refused))
 
     def offer(self, frame: np.ndarray, now: float | None = None) -> bool:
         """A frame of the video (H×W×3 uint8 RGB); kept when a recording runs and its time has come.
         Returns whether it was kept. Called for every frame, so it returns at once when not keeping."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            if self._class is None or now < self._next:
+            if not self._running or now < self._next:
                 return False
-            class_name = self._class
+            # Kept, counted and handed over in one step: a page that sees the recording ended has
+            # every frame it kept. (The resize holds the lock a few ms, once per kept frame.)
+            image = Image.fromarray(frame)
+            image.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
+            self._frames.append((self._class, np.asarray(image)))  # a copy: the video may reuse its buffer
             self._kept += 1
             self._next = now + self.interval_s
-            if self._kept >= self._asked:
-                self._class = None
-        image = Image.fromarray(frame)  # outside the lock: the page's take() need not wait for a resize
-        image.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
-        with self._lock:
-            self._frames.append((class_name, np.asarray(image)))  # a copy: the video may reuse its buffer
-        return True
+            self._running = self._kept < self._asked
+            return True
 
-    def take(self) -> list[tuple[str, np.ndarray]]:
-        """The frames kept since the last call, as (class, frame), oldest first."""
+    def collect_into(self, cs: CaptureSet) -> Recording | None:
+        """Move the frames kept so far into ``cs`` (as :meth:`CaptureSet.add_frame`). Returns the
+        recording's outcome once, on the call that finds it ended with every frame moved; else None.
+
+        A refused frame (a full class or session) ends the recording: the frames after it would
+        be refused too. Nothing here touches the page, so a rerun the user asks for cannot cut the
+        move in two and lose frames.
+        """
         with self._lock:
             frames, self._frames = self._frames, []
-        return frames
+        added, refused = 0, []
+        for class_name, frame in frames:
+            try:
+                cs.add_frame(class_name, frame)
+                added += 1
+            except CaptureError as e:
+                refused.append(str(e))
+        with self._lock:
+            self._added += added
+            self._refused += [r for r in dict.fromkeys(refused) if r not in self._refused]
+            if refused:
+                self._running = False
+            if self._running or self._frames or self._reported:
+                return None
+            self._reported = True
+            return self._status(time.monotonic())

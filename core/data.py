@@ -99,6 +99,9 @@ class Dataset:
     synthetic: bool = False
     kind: str = "hdf5"
     skipped: tuple[str, ...] = ()
+    # The loader split the photos into train and test itself (an image folder of class folders),
+    # rather than the data coming split.
+    split_made: bool = False
 
     def __post_init__(self) -> None:
         # Constructors written before `kind` existed mark generated sets with synthetic=True only.
@@ -192,6 +195,9 @@ class DatasetPeek:
     synthetic: bool
     kind: str = "hdf5"
     skipped: tuple[str, ...] = ()
+    # The loader split the photos into train and test itself (an image folder of class folders),
+    # rather than the data coming split.
+    split_made: bool = False
     error: str | None = None
     path: Path | None = None
 

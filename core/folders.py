@@ -177,6 +177,7 @@ def load_image_folder(
         source=str(scan.root),
         kind="folder",
         skipped=tuple(skipped),
+        split_made=scan.layout == "classes",
     )
 
 

@@ -198,7 +198,7 @@ def annotate_recording(frame: np.ndarray, recording: Recording) -> np.ndarray:
     h, w = out.shape[:2]
     left, top, side = centre_square(w, h)
     t = _outline(out, left, top, side)
-    if recording.active:
+    if recording.running:
         filled = side * recording.kept // max(1, recording.asked)
         out[top + side - 4 * t:top + side, left:left + side] = RECORD_TRACK_RGB
         out[top + side - 4 * t:top + side, left:left + filled] = OUTLINE_RGB

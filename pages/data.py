@@ -15,7 +15,7 @@ from streamlit_app import (
 
 THUMBS_PER_ROW = 6
 RECORD_DEFAULT = 30  # photos a recording keeps unless the user asks otherwise (README, "Fine-tuning")
-RECORD_MOST = 100
+RECORD_MOST = 100  # 30 s of recording; kept frames hold at most 512 px a side until collected
 RECORD_REFRESH_S = 0.5  # how often the recording's progress is redrawn
 
 page_setup("Data")
@@ -83,8 +83,8 @@ peeks = [p for p in peeks if p.usable]
 
 
 def recorder() -> FrameRecorder:
-    """This browser session's recorder: kept in the session, so frames recorded just before the
-    video stops are still collected."""
+    """This browser session's recorder: kept in the session (the video's thread holds it too), so
+    frames recorded just before the video stops are still collected."""
     return st.session_state.setdefault("d_recorder", FrameRecorder())
 
 
@@ -112,51 +112,56 @@ def record_mode(cs: CaptureSet, target: str) -> None:
                 icon=":material/videocam:")
         return
     a, b = st.columns([1, 2], vertical_alignment="bottom")
-    asked = a.number_input("Photos", 1, RECORD_MOST, RECORD_DEFAULT, key="d_rec_count",
+    # The input exists only while the video plays: its value lives on in a plain key.
+    asked = a.number_input("Photos", 1, RECORD_MOST, st.session_state.get("d_rec_n", RECORD_DEFAULT),
+                           key="d_rec_count", on_change=keep_record_count,
                            help=f"Frames to keep, one every {RECORD_INTERVAL_S:.1f} s, after a "
                                 f"{RECORD_DELAY_S:.0f}-second pause to bring your hand into view.")
     room = cs.room(target)
     count = min(int(asked), room)
-    if room == 0:
-        st.caption(f"Class {target} is full ({MAX_PER_CLASS} photos).")
-    if b.button(f"Record {count} photo{'s' * (count != 1)} of class {target}", type="primary",
-                icon=":material/radio_button_checked:", disabled=room == 0 or rec.status().active,
+    running = rec.status().running
+    label = (f"Record {count} photo{'s' * (count != 1)} of class {target}" if room
+             else f"Record photos of class {target}")
+    if b.button(label, type="primary", icon=":material/radio_button_checked:", disabled=room == 0 or running,
                 width="stretch"):
-        if not rec.status().active:  # a click that raced the recording's start counts once
-            st.session_state.update(d_rec_added=0, d_rec_refused=[], d_rec_class=target)
+        if not rec.status().running:  # a click that raced the recording's start counts once
             rec.start(target, count)
         st.rerun()  # drawn again with the button off while the recording runs
+    if room == 0:
+        st.caption(f"Class {target} is full ({MAX_PER_CLASS} photos): delete some, or record another class.")
     st.caption("What counts is inside the square: the net reads that, as it will in Predict.")
-    st.fragment(run_every=RECORD_REFRESH_S)(recording_progress)(cs)
+    # Polled only while a recording runs: every way it ends leads to a full run that collects it.
+    st.fragment(run_every=RECORD_REFRESH_S if running else None)(recording_progress)(cs)
+
+
+def keep_record_count() -> None:
+    st.session_state["d_rec_n"] = st.session_state["d_rec_count"]
 
 
 def collect_recording(cs: CaptureSet) -> bool:
     """Move the frames the recorder kept into this session's photos. True when a recording has just
-    ended: what it added (and refused) is then in the page's flash message."""
-    refused = st.session_state.setdefault("d_rec_refused", [])
-    for class_name, frame in recorder().take():
-        try:
-            cs.add_frame(class_name, frame)
-            st.session_state["d_rec_added"] = st.session_state.get("d_rec_added", 0) + 1
-        except CaptureError as e:
-            refused.append(str(e))
-            recorder().stop()  # a full class or session: the frames after it would be refused too
-    if recorder().status().active or not (st.session_state.get("d_rec_added") or refused):
+    ended: what it added (and refused) is then the page's flash message."""
+    done = recorder().collect_into(cs)
+    if done is None:
         return False
-    st.session_state["d_flash"] = (st.session_state.pop("d_rec_added", 0), st.session_state.get("d_rec_class", ""),
-                                   st.session_state.pop("d_rec_refused"))
+    stopped = f"the recording stopped after {done.kept} of {done.asked}" if done.kept < done.asked else ""
+    st.session_state["d_flash"] = (done.added, done.class_name, list(done.refused), stopped)
     return True
 
 
 def recording_progress(cs: CaptureSet) -> None:
-    """The running recording's progress; when it ends, the whole page shows the new photos."""
+    """The running recording's progress and its Stop; when it ends, the whole page shows the new photos."""
     if collect_recording(cs):
         st.rerun()
     status = recorder().status()
-    if status.active:
+    if status.running:
         text = ("Get ready…" if status.waiting else
                 f"Recording class {status.class_name}: {status.kept} of {status.asked} — keep moving your hand")
         st.progress(status.kept / status.asked, text=text)
+        if st.button("Stop recording", icon=":material/stop_circle:", key="d_rec_stop"):
+            recorder().stop()
+            collect_recording(cs)
+            st.rerun()
 
 
 # --- teach it your hand ------------------------------------------------------------------------
@@ -203,9 +208,10 @@ with left:
             renew("d_upload")
             st.rerun()
     if flash := st.session_state.pop("d_flash", None):
-        added, to, refused = flash
+        added, to, refused, *note = flash
         if added:
-            st.success(f"Added {added} photo{'s' * (added != 1)} to class {to}.", icon=":material/check:")
+            st.success(f"Added {added} photo{'s' * (added != 1)} to class {to}" + (f" ({note[0]})" if note and note[0]
+                       else "") + ".", icon=":material/check:")
         for message in refused:
             show_error(f"Not added: {message}")
     st.caption(f"Limits: {MAX_PER_CLASS} photos per class, {MAX_TOTAL_BYTES // 2**20} MB per session, photos at "

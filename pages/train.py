@@ -487,7 +487,7 @@ if history:
             if trainer.mirror_average:
                 st.caption(f"Each test photo read with its mirror image, as Predict reads this net (it trained on "
                            f"mirrored photos too). Read alone, as the curves above: {alone.accuracy:.1%}.")
-            if trainer.dataset.kind == "folder":
-                st.caption("The test photos come from the same photos as the training ones: photos taken in one "
-                           "sitting look alike, so another room, light or person reads lower than this. Photos "
-                           "from a few places and days make the figure honest and the net better.")
+            if trainer.dataset.split_made:
+                st.caption("The test photos were set aside from the same photos as the training ones, and photos "
+                           "taken in one sitting look alike: another room, light or person reads lower than this. "
+                           "Photos from a few places and days make the figure honest and the net better.")

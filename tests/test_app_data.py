@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from core.data import load_dataset
-from tests.apptest import assert_clean, button, errors, hand_photo, state, table
+from tests.apptest import assert_clean, button, disabled, errors, hand_photo, state, table
 from tests.bad_input_corpus import H5Case, encode, hdf5_cases
 
 PAGE = "pages/data.py"
@@ -223,13 +224,12 @@ def test_frames_recorded_before_the_video_stopped_join_their_class(env, apps):
     for i, t in enumerate((0.0, 0.1, 0.2)):  # three of five, then the video stopped
         assert rec.offer(np.full((480, 640, 3), 60 + 40 * i, np.uint8), now=t)
     at.session_state["d_recorder"] = rec
-    at.session_state["d_rec_class"] = "3"
     at.session_state["d_input"] = "Upload"  # the user left the Record tab: its video stopped
     at.run()
     assert_clean(at)
     assert _captures(at).counts()["3"] == 3 and _captures(at).total == 3
-    assert any("Added 3 photos to class 3" in s.value for s in at.success)
-    assert not rec.status().active  # the stopped video ended the recording
+    assert [s.value for s in at.success] == ["Added 3 photos to class 3 (the recording stopped after 3 of 5)."]
+    assert not rec.status().running  # the stopped video ended the recording
     at.run()
     assert not any("Added" in s.value for s in at.success)  # said once
 
@@ -243,3 +243,99 @@ def test_the_record_tab_refuses_a_malformed_ice_setting_with_a_message(env, apps
     assert not at.camera_input  # one camera at a time: the snapshot camera is off while Record is open
     assert errors(at) == ["Live video can't start: $TORCHLAB_ICE_SERVERS: entry 0 needs \"urls\": a stun:, stuns:, "
                           "turn: or turns: URL or a list of them"]
+
+
+def _video(monkeypatch, playing: bool) -> None:
+    """The Record tab's live video, as streamlit-webrtc reports it (the video itself needs a browser)."""
+    from types import SimpleNamespace
+
+    import streamlit_webrtc
+
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer",
+                        lambda **kw: SimpleNamespace(state=SimpleNamespace(playing=playing), video_processor=None))
+
+
+def _recording_page(env, apps, target: str):
+    import numpy as np
+
+    from core.capture import FrameRecorder
+
+    _video(env.monkeypatch, playing=True)
+    at = apps(PAGE)
+    rec = FrameRecorder(interval_s=1e-6, delay_s=0.0)  # every frame offered is kept
+    at.session_state["d_recorder"] = rec
+    at.session_state["d_input"] = "Record"
+    at.run()
+    _target(at, target)
+
+    def offer(n: int) -> None:
+        for i in range(n):
+            assert rec.offer(np.full((480, 640, 3), 50 + 20 * i, np.uint8))
+    return at, rec, offer
+
+
+def _progress(at: AppTest) -> list[str]:
+    return [p.proto.text for p in at.get("progress")]
+
+
+def test_a_recording_adds_its_frames_as_they_come_and_says_so_once_at_the_end(env, apps):
+    at, rec, offer = _recording_page(env, apps, "4")
+    assert at.number_input(key="d_rec_count").value == 30  # the default burst
+    at.number_input(key="d_rec_count").set_value(3)
+    at.run()
+    button(at, "Record 3 photos of class 4").click()
+    at.run()
+    assert_clean(at)
+    assert rec.status().running and rec.status().asked == 3
+    assert disabled(button(at, "Record 3 photos of class 4"))  # no second recording on top of this one
+    offer(2)
+    at.run()
+    assert _captures(at).counts()["4"] == 2  # collected while it records
+    assert _progress(at) == ["Recording class 4: 2 of 3 — keep moving your hand"]
+    assert not any("Added" in m.value for m in at.success)
+    offer(1)
+    at.run()
+    assert_clean(at)
+    assert _captures(at).counts()["4"] == 3 and not rec.status().running
+    assert [m.value for m in at.success] == ["Added 3 photos to class 4."]
+    assert _progress(at) == [] and not disabled(button(at, "Record 3 photos of class 4"))
+    at.run()
+    assert not any("Added" in m.value for m in at.success)  # said once
+
+
+def test_stop_recording_keeps_what_it_recorded_and_the_count_survives_the_video(env, apps):
+    at, rec, offer = _recording_page(env, apps, "1")
+    at.number_input(key="d_rec_count").set_value(5)
+    at.run()
+    button(at, "Record 5 photos of class 1").click()
+    at.run()
+    offer(2)
+    at.run()
+    button(at, "Stop recording").click()
+    at.run()
+    assert_clean(at)
+    assert not rec.status().running and _captures(at).counts()["1"] == 2
+    assert [m.value for m in at.success] == ["Added 2 photos to class 1 (the recording stopped after 2 of 5)."]
+    # The camera stopped and started again: the count asked for is kept.
+    _video(env.monkeypatch, playing=False)
+    at.run()
+    _video(env.monkeypatch, playing=True)
+    at.run()
+    assert at.number_input(key="d_rec_count").value == 5
+
+
+def test_a_full_class_cannot_record_and_says_what_to_do(env, apps):
+    import numpy as np
+
+    from core.capture import MAX_PER_CLASS
+
+    at, rec, offer = _recording_page(env, apps, "0")
+    cs = _captures(at)
+    item = cs.add_frame("0", np.full((64, 64, 3), 9, np.uint8))
+    cs.images["0"] = [replace(item, id=f"{item.id}{i}") for i in range(MAX_PER_CLASS)]
+    at.run()
+    assert_clean(at)
+    assert disabled(button(at, "Record photos of class 0"))
+    assert any(c.value.startswith(f"Class 0 is full ({MAX_PER_CLASS} photos): delete some") for c in at.caption)
+    _target(at, "1")
+    assert not disabled(button(at, "Record 30 photos of class 1"))

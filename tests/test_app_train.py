@@ -62,7 +62,7 @@ def test_train_start_finish_save(env, apps):
     at.run()  # the Runs table is drawn above the Save button: it shows the name from the next run on
     assert table(at, "run").iloc[0]["saved as"] == "my-mlp.pt"
     assert any(b.label == "Download checkpoint (.pt)" for b in at.get("download_button"))
-    assert not any("come from the same photos" in c.value for c in at.caption)  # a built-in set's own test split
+    assert not any("set aside from the same photos" in c.value for c in at.caption)  # a built-in set's own split
 
 
 def test_save_and_inspect_follows_the_run_that_ended_last(env, apps):
@@ -280,7 +280,7 @@ def test_one_click_finetunes_the_best_signs_net_on_the_newest_own_set(env, apps)
     assert job.trainer.config.augmentation == "mirrored"  # the fine-tuning recipe, not a new net's
     assert any("keeps the checkpoint's head" in c.value for c in at.caption)
     # Its test photos were split off the user's own photos: the report says what that figure is worth.
-    assert any(c.value.startswith("The test photos come from the same photos as the training ones") for c in at.caption)
+    assert any(c.value.startswith("The test photos were set aside from the same photos") for c in at.caption)
 
 
 def test_continue_a_saved_run_from_its_file(env, apps):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -160,18 +161,21 @@ def frame(value: int, w: int = 640, h: int = 480) -> np.ndarray:
 
 def test_a_recording_keeps_one_frame_per_interval_after_the_delay_then_ends_by_itself():
     rec = capture.FrameRecorder(interval_s=0.3, delay_s=1.0)
+    cs = CaptureSet(["1", "2"])
     assert not rec.offer(frame(1), now=0.0)  # nothing runs: nothing kept
+    assert rec.collect_into(cs) is None  # and nothing to report
     rec.start("2", 3, now=10.0)
-    assert rec.status(now=10.5).waiting and rec.status(now=10.5).active
+    assert rec.status(now=10.5).waiting and rec.status(now=10.5).running
     assert not rec.offer(frame(2), now=10.9)  # still in the delay
-    kept = [t for t in (11.0, 11.1, 11.29, 11.3, 11.5, 11.61, 11.9, 12.5) if rec.offer(frame(int(t * 10) % 256), now=t)]
-    assert kept == [11.0, 11.3, 11.61]  # one per 0.3 s, and three were asked for
-    status = rec.status(now=13.0)
-    assert not status.active and (status.kept, status.asked) == (3, 3)
-    taken = rec.take()
-    assert [c for c, _ in taken] == ["2", "2", "2"]
-    assert [int(f[0, -1, 0]) for _, f in taken] == [110, 113, 116]  # the frames offered at those times, in order
-    assert rec.take() == []  # taken once
+    assert rec.offer(frame(110), now=11.0)
+    assert rec.collect_into(cs) is None and cs.counts()["2"] == 1  # moved, still running: no report yet
+    kept = [t for t in (11.1, 11.29, 11.3, 11.5, 11.61, 11.9, 12.5) if rec.offer(frame(int(t * 10) % 256), now=t)]
+    assert kept == [11.3, 11.61]  # one per 0.3 s, and three were asked for
+    assert not rec.status(now=13.0).running
+    done = rec.collect_into(cs)
+    assert done is not None and (done.class_name, done.kept, done.asked, done.added, done.refused) == ("2", 3, 3, 3, ())
+    assert [int(np.asarray(Image.open(io.BytesIO(i.data)))[0, -1, 0]) for i in cs.images["2"]] == [110, 113, 116]
+    assert rec.collect_into(cs) is None  # reported once
 
 
 def test_kept_frames_are_downscaled_copies_and_stop_keeps_what_was_recorded():
@@ -181,10 +185,50 @@ def test_kept_frames_are_downscaled_copies_and_stop_keeps_what_was_recorded():
     assert rec.offer(big, now=0.0)
     big[:] = 0  # the video reuses its buffer: the kept frame must not change
     rec.stop()
-    assert not rec.status().active and not rec.offer(frame(60), now=1.0)
-    [(name, kept)] = rec.take()
-    assert name == "a" and kept.shape == (288, capture.STORED_SIDE, 3) and kept.dtype == np.uint8
-    assert kept[:, -1].mean() == 50 and kept[:, 0].mean() == 205
+    assert not rec.status().running and not rec.offer(frame(60), now=1.0)
+    cs = CaptureSet(["a", "b"])
+    done = rec.collect_into(cs)
+    assert (done.kept, done.asked, done.added) == (1, 10, 1)  # stopped after 1 of 10
+    kept = np.asarray(Image.open(io.BytesIO(cs.images["a"][0].data)))
+    assert kept.shape == (288, capture.STORED_SIDE, 3)
+    assert abs(kept[:, -1].mean() - 50) < 2 and abs(kept[:, 0].mean() - 205) < 2
+
+
+def test_a_full_class_ends_the_recording_and_says_why_once():
+    rec = capture.FrameRecorder(interval_s=0.1, delay_s=0.0)
+    cs = CaptureSet(["a", "b"])
+    first = cs.add_frame("a", frame(9))
+    cs.images["a"] += [first] * (capture.MAX_PER_CLASS - 3)  # room for two more
+    rec.start("a", 5, now=0.0)
+    for t in range(4):
+        rec.offer(frame(30 + t), now=t * 0.1)
+    done = rec.collect_into(cs)
+    assert done is not None and not rec.status().running
+    assert (done.kept, done.added) == (4, 2) and len(done.refused) == 1 and "already has 200 photos" in done.refused[0]
+    assert cs.counts()["a"] == capture.MAX_PER_CLASS
+
+
+def test_a_page_that_sees_the_recording_end_has_every_frame():
+    # The video thread keeps the last frame (a slow resize) while the page collects in a loop: the
+    # end is reported only with every kept frame moved, never before the last one arrives.
+    for attempt in range(20):
+        rec = capture.FrameRecorder(interval_s=1e-6, delay_s=0.0)
+        cs = CaptureSet(["a", "b"])
+        rec.start("a", 3)
+        reports = []
+
+        def page() -> None:
+            while not reports:
+                if (done := rec.collect_into(cs)) is not None:
+                    reports.append((done.added, cs.counts()["a"]))
+
+        worker = threading.Thread(target=page)
+        worker.start()
+        big = frame(80, 1920, 1080)
+        while rec.status().running:
+            rec.offer(big)
+        worker.join(10)
+        assert reports == [(3, 3)], f"attempt {attempt}: {reports}"
 
 
 def test_a_recording_asks_for_a_frame_at_least():

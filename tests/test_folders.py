@@ -78,6 +78,7 @@ def test_class_layout_loads_every_image_once_with_its_label(tmp_path: Path) -> N
     ds = load_image_folder(root, image_size=SIDE)
     assert ds.classes == ("paper", "rock", "scissors")  # sorted names, not creation order
     assert ds.kind == "folder" and not ds.synthetic and ds.skipped == ()
+    assert ds.split_made  # its test photos were set aside here, from the same photos
     assert ds.key == ds.title == "rps" and ds.source == str(root)
     assert ds.x_train.dtype == np.uint8 and ds.x_train.shape[1:] == (SIDE, SIDE, 3)
     assert len(ds.x_train) + len(ds.x_test) == 18
@@ -98,7 +99,7 @@ def test_split_layout_is_used_as_given(tmp_path: Path) -> None:
     write_image(root / "test" / "a" / "t1.png", (4, 5, 6))  # no test/b: a class may have no test photos
     (root / "LICENSE").write_text("licence text")  # the folder's documentation, not data
     ds = load_image_folder(root, image_size=SIDE, test_fraction=0.5, seed=7)  # no effect on a given split
-    assert ds.classes == ("a", "b")
+    assert ds.classes == ("a", "b") and not ds.split_made
     assert (len(ds.x_train), len(ds.x_test)) == (7, 2)
     assert identities(ds.x_test) == [(1, 2, 3), (4, 5, 6)] and ds.y_test.tolist() == [0, 0]
     assert ds.skipped == ()

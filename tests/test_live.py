@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.capture import FrameRecorder, Recording
+from core.capture import CaptureSet, FrameRecorder, Recording
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.explain import GRAD_CAM, SALIENCY
 from core.inference import predict_image
@@ -202,10 +202,10 @@ def test_annotate_leaves_the_frame_alone_outside_the_square():
 
 def test_a_recording_shows_the_square_and_a_bar_that_fills_as_frames_are_kept():
     frame = np.full((480, 640, 3), 40, np.uint8)
-    idle = annotate_recording(frame, Recording(None, 0, 0, False))
+    idle = annotate_recording(frame, Recording(None, False, 0, 0, False))
     assert np.array_equal(idle, annotate(frame, None))  # no recording: the square alone, as in Predict
     bar = slice(480 - 4 * 3, 477)  # the rows above the square's foot (the outline is 3 px at 480)
-    half = annotate_recording(frame, Recording("2", 5, 10, False))
+    half = annotate_recording(frame, Recording("2", True, 5, 10, False))
     assert (half[bar, 83:310] == OUTLINE_RGB).all()  # kept half: the left half filled
     assert (half[bar, 330:557] == RECORD_TRACK_RGB).all()  # the rest still to come
     assert np.array_equal(half[:400], idle[:400])  # nothing else drawn
@@ -217,14 +217,15 @@ def test_the_recording_stream_keeps_frames_and_sends_them_back_outlined():
     video = RecordVideo(recorder)
     rgb = camera_frame(np.full((64, 64, 3), 128, np.uint8))
     back = video.recv(video_frame(rgb)).to_ndarray(format="rgb24")
-    assert recorder.take() == [] and back.shape == rgb.shape  # not recording: nothing kept
+    cs = CaptureSet(["3", "4"])
+    assert recorder.collect_into(cs) is None and cs.total == 0 and back.shape == rgb.shape  # not recording
     recorder.start("3", 2)
     for _ in range(3):
         time.sleep(0.002)
         video.recv(video_frame(rgb))
-    kept = recorder.take()
-    assert [c for c, _ in kept] == ["3", "3"] and kept[0][1].shape == (384, 512, 3)
-    assert np.abs(kept[0][1].astype(int) - np.asarray(Image.fromarray(rgb).resize((512, 384))).astype(int)).mean() < 4
+    assert recorder.collect_into(cs).added == 2 and cs.counts() == {"3": 2, "4": 0}
+    kept = np.asarray(Image.open(io.BytesIO(cs.images["3"][0].data))).astype(int)
+    assert np.abs(kept - np.asarray(Image.fromarray(rgb).resize((512, 384))).astype(int)).mean() < 4
 
 
 def test_the_mlp_gets_a_saliency_overlay(tmp_path):
