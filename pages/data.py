@@ -188,7 +188,9 @@ with left:
     target = st.radio("Add photos to class", cs.classes, horizontal=True, key="d_target")
     tab_camera, tab_record, tab_upload = st.tabs(["Camera", "Record", "Upload"], key="d_input", on_change="rerun")
     with tab_camera:  # one camera at a time: the snapshot camera only while its tab is open
-        snap = st.camera_input(f"Show class {target} to the camera", key=fresh_key("d_camera")) if tab_camera.open else None
+        snap = None
+        if tab_camera.open:
+            snap = st.camera_input(f"Show class {target} to the camera", key=fresh_key("d_camera"))
         if snap is not None:
             add_photos(cs, target, [snap])
             renew("d_camera")
@@ -208,10 +210,10 @@ with left:
             renew("d_upload")
             st.rerun()
     if flash := st.session_state.pop("d_flash", None):
-        added, to, refused, *note = flash
+        added, to, refused, *note = flash  # a recording adds a note when it was stopped early
         if added:
-            st.success(f"Added {added} photo{'s' * (added != 1)} to class {to}" + (f" ({note[0]})" if note and note[0]
-                       else "") + ".", icon=":material/check:")
+            note = f" ({note[0]})" if note and note[0] else ""
+            st.success(f"Added {added} photo{'s' * (added != 1)} to class {to}{note}.", icon=":material/check:")
         for message in refused:
             show_error(f"Not added: {message}")
     st.caption(f"Limits: {MAX_PER_CLASS} photos per class, {MAX_TOTAL_BYTES // 2**20} MB per session, photos at "
