@@ -200,6 +200,8 @@ if source == "Saved runs":
             st.rerun()
         st.stop()
     names = [p.name for p in saved]
+    if (picked := st.session_state.pop("p_pick", None)) in names:  # just saved on the Train page
+        st.session_state["p_checkpoint"] = picked
     if st.session_state.get("p_checkpoint") not in names:
         st.session_state["p_checkpoint"] = names[0]
     name = st.selectbox("Saved checkpoint", names, key="p_checkpoint", help=f"Files in {checkpoint_dir()}")

@@ -438,12 +438,14 @@ if history:
                 try:
                     trainer.save(path)
                     run.checkpoint = path.name
-                    st.session_state["t_saved"] = f"Saved `{path.name}` — pick it on the Predict page."
+                    st.session_state["t_saved"] = f"Saved `{path.name}`: the Predict page opens with it."
+                    st.session_state["p_pick"] = path.name  # a hand-over, read (once) by the Predict page
                     st.rerun()  # so the Runs table above shows where it was saved
                 except (OSError, CheckpointError) as e:
                     show_error(f"Not saved: {e}")
             if saved_message := st.session_state.pop("t_saved", None):
                 st.success(saved_message, icon=":material/check:")
+                st.page_link("pages/predict.py", label="Open Predict", icon=":material/back_hand:")
             if run.checkpoint:
                 path = checkpoint_dir() / run.checkpoint
                 if path.is_file():

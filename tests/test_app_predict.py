@@ -64,6 +64,26 @@ def test_predict_train_the_default_lenet_now(env, apps):
     assert metrics(at)["Classes"] == "6"
 
 
+def test_a_net_just_saved_on_the_train_page_is_the_one_predict_opens_with(env, apps, trained_dir):
+    import os
+    import shutil
+
+    for name, age in (("old.pt", 200), ("other.pt", 100)):
+        shutil.copy(trained_dir / "lenet-synthetic-test.pt", env.ckpt / name)
+        os.utime(env.ckpt / name, (os.path.getmtime(env.ckpt / name) - age,) * 2)
+    at = apps("pages/predict.py")
+    at.selectbox(key="p_checkpoint").set_value("old.pt")  # the user's earlier choice
+    at.run()
+    assert at.selectbox(key="p_checkpoint").value == "old.pt"
+    at.session_state["p_pick"] = "other.pt"  # what the Train page hands over when it saves one
+    at.run()
+    assert_clean(at)
+    assert at.selectbox(key="p_checkpoint").value == "other.pt"
+    at.selectbox(key="p_checkpoint").set_value("old.pt")  # handed over once: the user's next choice stands
+    at.run()
+    assert at.selectbox(key="p_checkpoint").value == "old.pt"
+
+
 def _assert_prediction(at: AppTest, classes: tuple[str, ...]) -> None:
     assert_clean(at)
     assert not errors(at), errors(at)

@@ -54,7 +54,8 @@ def test_train_start_finish_save(env, apps):
     at.run()
     assert_clean(at)
     path = env.ckpt / "my-mlp.pt"
-    assert any("Saved `my-mlp.pt`" in s.value for s in at.success)
+    assert any("Saved `my-mlp.pt`: the Predict page opens with it." in s.value for s in at.success)
+    assert at.session_state["p_pick"] == "my-mlp.pt"
     assert [p.name for p in env.ckpt.iterdir()] == ["my-mlp.pt"]
     ckpt = load_checkpoint(path)
     assert ckpt.spec == MLP and ckpt.classes == tuple("012345")
