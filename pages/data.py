@@ -144,8 +144,14 @@ def collect_recording(cs: CaptureSet) -> bool:
     done = recorder().collect_into(cs)
     if done is None:
         return False
-    stopped = f"the recording stopped after {done.kept} of {done.asked}" if done.kept < done.asked else ""
-    st.session_state["d_flash"] = (done.added, done.class_name, list(done.refused), stopped)
+    note = f"the recording stopped after {done.kept} of {done.asked}" if done.kept < done.asked else ""
+    if done.added and not note:  # on to the next class without a photo: a tour of the classes
+        i = cs.classes.index(done.class_name) if done.class_name in cs.classes else -1
+        empty = [c for c in cs.classes[i + 1:] + cs.classes[:i + 1] if not cs.images[c]]
+        if empty:
+            st.session_state["d_next_target"] = empty[0]
+            note = f"next: class {empty[0]}"
+    st.session_state["d_flash"] = (done.added, done.class_name, list(done.refused), note)
     return True
 
 
@@ -185,6 +191,8 @@ left, right = st.columns([5, 6], gap="large")
 with left:
     # Plain class names as options: a label that changed with each photo would make Streamlit see a new
     # widget and jump back to the first class between two snapshots.
+    if (after := st.session_state.pop("d_next_target", None)) in cs.classes:  # a recording just ended
+        st.session_state["d_target"] = after
     target = st.radio("Add photos to class", cs.classes, horizontal=True, key="d_target")
     tab_camera, tab_record, tab_upload = st.tabs(["Camera", "Record", "Upload"], key="d_input", on_change="rerun")
     with tab_camera:  # one camera at a time: the snapshot camera only while its tab is open

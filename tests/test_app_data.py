@@ -297,10 +297,13 @@ def test_a_recording_adds_its_frames_as_they_come_and_says_so_once_at_the_end(en
     at.run()
     assert_clean(at)
     assert _captures(at).counts()["4"] == 3 and not rec.status().running
-    assert [m.value for m in at.success] == ["Added 3 photos to class 4."]
-    assert _progress(at) == [] and not disabled(button(at, "Record 3 photos of class 4"))
+    # On to the next class without a photo, ready to record it.
+    assert [m.value for m in at.success] == ["Added 3 photos to class 4 (next: class 5)."]
+    assert at.radio(key="d_target").value == "5"
+    assert _progress(at) == [] and not disabled(button(at, "Record 3 photos of class 5"))
     at.run()
     assert not any("Added" in m.value for m in at.success)  # said once
+    assert at.radio(key="d_target").value == "5"
 
 
 def test_stop_recording_keeps_what_it_recorded_and_the_count_survives_the_video(env, apps):
