@@ -232,7 +232,10 @@ with right:
     st.markdown(f"**Your photos** — {cs.total} in this session")
     for c in cs.classes:
         items = cs.images[c]
-        with st.expander(f"Class {c} — {len(items)} photo{'s' * (len(items) != 1)}", expanded=bool(items)):
+        # Open: the class being added to, and any of one row; a long class is a click away (recordings
+        # make 30 at a time, and the Save box below should stay within reach).
+        open_ = bool(items) and (c == target or len(items) <= THUMBS_PER_ROW)
+        with st.expander(f"Class {c} — {len(items)} photo{'s' * (len(items) != 1)}", expanded=open_):
             if not items:
                 st.caption("No photo yet.")
             for row in range(0, len(items), THUMBS_PER_ROW):

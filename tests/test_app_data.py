@@ -340,5 +340,9 @@ def test_a_full_class_cannot_record_and_says_what_to_do(env, apps):
     assert_clean(at)
     assert disabled(button(at, "Record photos of class 0"))
     assert any(c.value.startswith(f"Class 0 is full ({MAX_PER_CLASS} photos): delete some") for c in at.caption)
+    assert [e.proto.expanded for e in at.expander if e.label.startswith("Class 0 — ")] == [True]  # the current one
     _target(at, "1")
     assert not disabled(button(at, "Record 30 photos of class 1"))
+    # A long class folds away while another is being added to: the Save box stays within reach.
+    (full,) = [e for e in at.expander if e.label.startswith("Class 0 — ")]
+    assert not full.proto.expanded
