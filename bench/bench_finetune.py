@@ -29,7 +29,7 @@ How it is drawn and timed, so the figures can be reproduced and read:
   The thread count and the load average at the start are printed and stored: the machine may be
   shared.
 
-    python bench/bench_finetune.py [--checkpoint PATH] [--data-dir DIR] [--hands PATH] [--shots 5 10]
+    python bench/bench_finetune.py [--checkpoint PATH] [--data-dir DIR] [--hands PATH] [--shots 5 10 20 30]
         [--draws 5] [--by-capture] [--all-photos] [--freeze features none] [--threads 1] [--device auto] [--save-base PATH]
         [--base-channels 1|3] [--base-augmentation PRESET] [--base-epochs N] [--json out.json]
 
@@ -371,7 +371,8 @@ def main() -> int:
     p.add_argument("--checkpoint", help="a SIGNS-trained checkpoint (default: train the default LeNet recipe here)")
     p.add_argument("--data-dir", help="the data directory (default $TORCHLAB_DATA_DIR, else datasets/)")
     p.add_argument("--hands", help="webcam-hands' folder (default DATA_DIR/webcam-hands)")
-    p.add_argument("--shots", type=int, nargs="+", default=[5, 10], help="photos per class to fine-tune on")
+    p.add_argument("--shots", type=int, nargs="+", default=[5, 10, 20, 30],
+                   help="photos per class to fine-tune on (the Data page records 30 by default)")
     p.add_argument("--draws", type=int, default=5, help="draws per row: seeds 0..N-1")
     p.add_argument("--freeze", nargs="+", default=["features", "none"], choices=list(FREEZE))
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
