@@ -38,7 +38,7 @@ STORED_SIDE = 512  # the longest side kept: nets take at most 512 px
 THUMB_SIDE = 96
 JPEG_QUALITY = 92
 # A recording keeps a frame this often: the hand moves between two, so they differ as photos do,
-# and ten take a few seconds.
+# and thirty take about ten seconds.
 RECORD_INTERVAL_S = 0.3
 RECORD_DELAY_S = 1.0  # from the click to the first frame: time to bring the hand back into view
 

@@ -195,9 +195,6 @@ class DatasetPeek:
     synthetic: bool
     kind: str = "hdf5"
     skipped: tuple[str, ...] = ()
-    # The loader split the photos into train and test itself (an image folder of class folders),
-    # rather than the data coming split.
-    split_made: bool = False
     error: str | None = None
     path: Path | None = None
 
