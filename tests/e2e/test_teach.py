@@ -117,11 +117,11 @@ def test_capture_save_finetune_predict(teach_app, camera_page, hands, screenshot
     expect(main(page).get_by_test_id("stAlertContentSuccess").filter(has_text="Saved")).to_contain_text("my-hand-lenet.pt")
     assert (teach_app.checkpoint_dir / "my-hand-lenet.pt").stat().st_size > 0
 
-    # Predict with the new checkpoint, from the camera.
-    open_page(page, teach_app, "/predict", "Predict a hand sign")
-    main(page).get_by_role("combobox", name="Saved checkpoint", exact=True).click()
-    page.get_by_role("option", name="my-hand-lenet.pt", exact=True).click()
+    # Predict opens with the net just saved; predict from the camera.
+    main(page).get_by_role("link", name="Open Predict").click()
+    expect(page.locator("h1").filter(has_text="Predict a hand sign")).to_be_visible(timeout=RENDER_TIMEOUT)
     wait_idle(page)
+    expect(main(page).get_by_role("combobox", name="Saved checkpoint")).to_have_value("my-hand-lenet.pt")
     page.get_by_role("tab", name="Camera").click()
     take_photo(page)
     expect(metric(page, "Prediction")).to_have_text(re.compile(r"^[0-5]$"), timeout=60_000)
