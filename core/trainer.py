@@ -19,6 +19,7 @@ import math
 import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -71,6 +72,18 @@ class _TurnLock:
         self._next_ticket = 0
         self._serving = 0  # the next ticket to be let in
         self._active = 0
+        self.runs = 0  # training runs in progress in this process (Trainer.run)
+
+    @contextlib.contextmanager
+    def run_going(self) -> Iterator[None]:
+        """Count a training run as in progress while the block lasts."""
+        with self._cond:
+            self.runs += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.runs -= 1
 
     def __enter__(self) -> None:
         with self._cond:
@@ -257,6 +270,13 @@ class History:
         return History(list(self.step_losses), list(self.epochs))
 
 
+def spare_core(device: torch.device, world: int = 1) -> bool:
+    """Whether a training step on ``device`` leaves a core free for making the next batch beside it:
+    on the CPU, one process, with fewer intra-op threads than the machine has cores (the app trains
+    with one thread on a 2-core machine; the command line uses them all). README, "Performance"."""
+    return device.type == "cpu" and world == 1 and torch.get_num_threads() < (os.cpu_count() or 1)
+
+
 def _batch_bounds(n: int, batch_size: int, pad: bool = False) -> list[tuple[int, int]]:
     """Mini-batch slices over ``n`` items; a last batch of one is merged into the one before,
     because batch norm cannot normalise a single sample — unless batches are padded to one shape."""
@@ -286,7 +306,10 @@ class Trainer:
     mid-epoch at most every :attr:`report_seconds` (for live charts); a step never waits for the
     device. ``pad_batches`` gives every batch one shape: a short last batch is filled up with
     images from the start of the epoch's order, masked out of the loss and the accuracy (they do
-    take part in a training-mode batch norm's statistics).
+    take part in a training-mode batch norm's statistics). Where a step leaves a core free
+    (:func:`spare_core`) and no other run goes on, the next batch is augmented on a worker thread
+    while the step runs (:attr:`augment_ahead`): the same draws in the same order, so the run is
+    the same bit for bit.
 
     With ``dist`` (one process of a ``torchrun`` launch, its process group started) every process
     draws the same seeded order, cuts it into global batches of ``batch_size`` × processes and
@@ -357,6 +380,11 @@ class Trainer:
         self.augment_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1 + 1000 * self.rank)
         self.augment_config = augment_for(spec.arch, config.augmentation)
         self.dropout_rng = _seeded_rng_state(config.seed + 2 + 1000 * self.rank, self.device)
+        # Augment the next batch on a second thread while the step runs, where the step leaves a
+        # core free (the app: one intra-op thread on 2 cores). The same draws in the same order.
+        self.augment_ahead = config.augment and spare_core(self.device, self.world)
+        self._ahead: tuple[int, int, Future] | None = None  # (epoch, batch) being made, and its batch
+        self._pool: ThreadPoolExecutor | None = None
         self.history = History()
         self.lock = threading.Lock()  # guards history for readers in other threads
         self.step = 0
@@ -573,21 +601,31 @@ class Trainer:
         self._next_report = time.monotonic() + self.report_seconds
         self.model.train()
         try:
-            while not self.finished:
-                if should_stop():
-                    return
-                if self._order is None:
-                    self._start_epoch()
-                with COMPUTE_TURNS, self._peers():
-                    event = self._train_step()
-                yield event
-                if self._batch == len(self.batches):
+            with COMPUTE_TURNS.run_going():  # counted, so a run can tell whether it is alone
+                while not self.finished:
+                    if should_stop():
+                        return
+                    if self._order is None:
+                        self._start_epoch()
+                    waited = time.perf_counter()
+                    # Waited for outside any turn. Beside other runs no core is spare: the next batch
+                    # is then made in its turn, as without a worker (two sessions trained slower).
+                    ahead = self.augment_ahead or self._ahead is not None  # (a batch made ahead is used)
+                    batch = self._take_ahead(self.augment_ahead and COMPUTE_TURNS.runs == 1) if ahead else None
+                    waited = time.perf_counter() - waited
                     with COMPUTE_TURNS, self._peers():
-                        event = self._end_epoch()
+                        event = self._train_step(batch, waited)
                     yield event
-                elif time.monotonic() >= self._next_report:
-                    self._read_losses()
+                    if self._batch == len(self.batches):
+                        with COMPUTE_TURNS, self._peers():
+                            event = self._end_epoch()
+                        yield event
+                    elif time.monotonic() >= self._next_report:
+                        self._read_losses()
         finally:
+            if self._pool is not None:  # a batch being made ahead is finished and kept for the next run
+                self._pool.shutdown(wait=True)
+                self._pool = None
             self.dropout_rng = _get_rng_state(self.device)
             self._in_run = False
             _set_rng_state(saved_rng, self.device)
@@ -604,9 +642,9 @@ class Trainer:
         self._correct = torch.zeros((), device=self.device)
         self._clock = _DeviceClock(self.device)
 
-    def _train_step(self) -> StepEvent:
-        t0 = time.perf_counter()
-        lo, hi = self.batches[self._batch]  # the global batch
+    def _make_batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """This epoch's batch ``k`` for this process, augmented: (images, labels, padding weight or None)."""
+        lo, hi = self.batches[k]  # the global batch
         a = min(hi, lo + self.rank * self.batch_size)  # this process's slice of it
         b = min(hi, a + self.batch_size)
         idx, weight = self._order[a:b], None
@@ -616,7 +654,33 @@ class Trainer:
         xb, yb = self.x_train[idx], self.y_train[idx]
         if self.config.augment:
             xb = augment_batch(xb, self.augment_gen, self.augment_config)
-        xb = xb.contiguous(memory_format=self.engine.memory_format)  # a no-op unless indexing or warping changed it
+        # (contiguous: a no-op unless indexing or warping changed the layout)
+        return xb.contiguous(memory_format=self.engine.memory_format), yb, weight
+
+    def _make_batch_in_turn(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        with COMPUTE_TURNS:  # the batch's compute takes a turn like a step: runs sharing the machine see it
+            return self._make_batch(k)
+
+    def _take_ahead(self, start_next: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """This step's batch, made on the worker while the previous step ran (or here, for the
+        epoch's first batch, after a stop, or when the last step did not start one); with
+        ``start_next``, the next batch of the epoch is started on the worker. One batch at a time,
+        in order, so the augmentation draws its numbers as it would inline."""
+        k = self._batch
+        ahead, self._ahead = self._ahead, None
+        batch = ahead[2].result() if ahead is not None and ahead[:2] == (self.epoch, k) else self._make_batch_in_turn(k)
+        if start_next and k + 1 < len(self.batches):
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="torchlab-augment")
+            self._ahead = (self.epoch, k + 1, self._pool.submit(self._make_batch_in_turn, k + 1))
+        return batch
+
+    def _train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None,
+                    waited: float = 0.0) -> StepEvent:
+        """One step on ``batch`` (made ahead, ``waited`` seconds waited for), or on the next batch made here."""
+        t0 = time.perf_counter() - waited
+        lo, hi = self.batches[self._batch]  # the global batch
+        xb, yb, weight = batch if batch is not None else self._make_batch(self._batch)
         self._lr = lr_at(self.config, self.step - self.schedule_start, self.total_steps - self.schedule_start)
         self.engine.set_lr(self._lr)
         captured_before = self.engine.capture_seconds

@@ -6,7 +6,9 @@ images, 3 classes) with small nets, so each test takes well under a second.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
 import time
 
@@ -33,6 +35,7 @@ from core.trainer import (
     evaluate,
     lr_at,
     recipe,
+    spare_core,
 )
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -356,6 +359,46 @@ def test_stop_and_resume_equals_an_uninterrupted_run(tiny_dataset, stops):
     assert epoch_figures(resumed.history) == epoch_figures(straight.history)
     assert_same_tensors(resumed.model.state_dict(), straight.model.state_dict(), "model")
     assert_same_tensors(resumed.optimizer.state_dict(), straight.optimizer.state_dict(), "optimizer")
+
+
+@pytest.mark.parametrize("turns,beside", [(1, False), (2, False), (2, True)],
+                         ids=["one-turn", "two-turns", "beside-another-run"])
+def test_batches_made_ahead_train_exactly_as_batches_made_inline(tiny_dataset, monkeypatch, turns, beside):
+    # With one intra-op thread on a machine with more cores, the next batch is augmented on a worker
+    # while the step runs. The same numbers in the same order: the same run, bit for bit — with the
+    # compute turns letting both in at once or only one (where a wait inside a turn would deadlock),
+    # and when another run goes on for a stretch (batches are then made in turn, none ahead).
+    monkeypatch.setattr(COMPUTE_TURNS, "slots", turns)
+    spec = LENET_SPEC.replace(dropout=0.3)
+    config = cfg(augment=True, batch_size=10, epochs=3, schedule="onecycle", seed=5)
+    inline = Trainer(spec, tiny_dataset, config)
+    ahead = Trainer(spec, tiny_dataset, config)
+    inline.augment_ahead, ahead.augment_ahead = False, True
+    for t in (inline, ahead):
+        for _ in t.run(lambda t=t: t.step == 7):  # a stop with a batch made ahead, then on to the end
+            pass
+        assert t.step == 7
+        with COMPUTE_TURNS.run_going() if beside else contextlib.nullcontext():
+            for _ in t.run(lambda t=t: t.step == 11):
+                pass
+        for _ in t.run():
+            pass
+    assert ahead.history.step_losses == inline.history.step_losses
+    assert epoch_figures(ahead.history) == epoch_figures(inline.history)
+    assert_same_tensors(ahead.model.state_dict(), inline.model.state_dict(), "model")
+    assert torch.equal(ahead.augment_gen.get_state(), inline.augment_gen.get_state())
+    assert ahead._pool is None  # no worker thread left behind by a finished run
+
+
+def test_batches_are_made_ahead_only_where_a_core_is_spare(tiny_dataset, monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert spare_core(cpu) and not spare_core(cpu, world=2) and not spare_core(torch.device("cuda"))
+    assert Trainer(LENET_SPEC, tiny_dataset, cfg(augment=True)).augment_ahead
+    assert not Trainer(LENET_SPEC, tiny_dataset, cfg(augment=False)).augment_ahead  # nothing to make ahead
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the command line: every core steps
+    assert not spare_core(cpu) and not Trainer(LENET_SPEC, tiny_dataset, cfg(augment=True)).augment_ahead
 
 
 def test_run_leaves_the_global_rng_as_it_was(tiny_dataset):
