@@ -861,7 +861,7 @@ class Trainer:
     def release_data(self) -> None:
         """Free the data tensors of a run that will not train again (the model stays usable)."""
         self.x_train = self.y_train = torch.empty(0)
-        self._order = None
+        self._order = self._ahead = None  # (a batch made ahead goes with the data)
 
 
 def finetune_recipe(arch: str, n_train: int | None = None) -> TrainConfig:

@@ -390,6 +390,16 @@ def test_batches_made_ahead_train_exactly_as_batches_made_inline(tiny_dataset, m
     assert ahead._pool is None  # no worker thread left behind by a finished run
 
 
+def test_a_released_run_lets_go_of_the_batch_it_made_ahead(tiny_dataset):
+    trainer = Trainer(LENET_SPEC, tiny_dataset, cfg(augment=True, batch_size=10, epochs=2))
+    trainer.augment_ahead = True
+    for _ in trainer.run(lambda: trainer.step == 2):  # stopped mid-epoch: batch 2 was made ahead
+        pass
+    assert trainer._ahead is not None and trainer._ahead[:2] == (0, 2) and trainer._pool is None
+    trainer.release_data()
+    assert trainer._ahead is None and trainer.x_train.numel() == 0
+
+
 def test_batches_are_made_ahead_only_where_a_core_is_spare(tiny_dataset, monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
