@@ -102,6 +102,8 @@ class _TurnLock:
 
 COMPUTE_TURNS = _TurnLock()
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # images, labels, padding weight (or None)
+
 
 class ConfigError(ValueError):
     """A training setting outside its valid range; the message names the setting and the range."""
@@ -307,7 +309,7 @@ class Trainer:
     device. ``pad_batches`` gives every batch one shape: a short last batch is filled up with
     images from the start of the epoch's order, masked out of the loss and the accuracy (they do
     take part in a training-mode batch norm's statistics). Where a step leaves a core free
-    (:func:`spare_core`) and no other run goes on, the next batch is augmented on a worker thread
+    (:func:`spare_core`), the compute turns let two in at once and no other run goes on, the next batch is augmented on a worker thread
     while the step runs (:attr:`augment_ahead`): the same draws in the same order, so the run is
     the same bit for bit.
 
@@ -383,7 +385,7 @@ class Trainer:
         # Augment the next batch on a second thread while the step runs, where the step leaves a
         # core free (the app: one intra-op thread on 2 cores). The same draws in the same order.
         self.augment_ahead = config.augment and spare_core(self.device, self.world)
-        self._ahead: tuple[int, int, Future] | None = None  # (epoch, batch) being made, and its batch
+        self._ahead: tuple[int, int, Future] | None = None  # (epoch, batch) being made, and (its batch, seconds)
         self._pool: ThreadPoolExecutor | None = None
         self.history = History()
         self.lock = threading.Lock()  # guards history for readers in other threads
@@ -607,14 +609,13 @@ class Trainer:
                         return
                     if self._order is None:
                         self._start_epoch()
-                    waited = time.perf_counter()
-                    # Waited for outside any turn. Beside other runs no core is spare: the next batch
-                    # is then made in its turn, as without a worker (two sessions trained slower).
-                    ahead = self.augment_ahead or self._ahead is not None  # (a batch made ahead is used)
-                    batch = self._take_ahead(self.augment_ahead and COMPUTE_TURNS.runs == 1) if ahead else None
-                    waited = time.perf_counter() - waited
+                    # Outside any turn. Beside other runs no core is spare, nor where one turn goes at a
+                    # time (the worker's turn would wait for the step's): the batch is then made in the
+                    # step's turn, as without a worker (two sessions trained slower). One made ahead is used.
+                    ahead = self.augment_ahead and COMPUTE_TURNS.runs == 1 and COMPUTE_TURNS.slots > 1
+                    batch, made = self._take_ahead(ahead) if ahead or self._ahead is not None else (None, 0.0)
                     with COMPUTE_TURNS, self._peers():
-                        event = self._train_step(batch, waited)
+                        event = self._train_step(batch, made)
                     yield event
                     if self._batch == len(self.batches):
                         with COMPUTE_TURNS, self._peers():
@@ -642,7 +643,7 @@ class Trainer:
         self._correct = torch.zeros((), device=self.device)
         self._clock = _DeviceClock(self.device)
 
-    def _make_batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _make_batch(self, k: int) -> Batch:
         """This epoch's batch ``k`` for this process, augmented: (images, labels, padding weight or None)."""
         lo, hi = self.batches[k]  # the global batch
         a = min(hi, lo + self.rank * self.batch_size)  # this process's slice of it
@@ -657,28 +658,40 @@ class Trainer:
         # (contiguous: a no-op unless indexing or warping changed the layout)
         return xb.contiguous(memory_format=self.engine.memory_format), yb, weight
 
-    def _make_batch_in_turn(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _make_batch_in_turn(self, k: int) -> tuple[Batch, float]:
+        """Batch ``k`` made in a turn of its own, and the seconds it took (not the wait for the turn)."""
         with COMPUTE_TURNS:  # the batch's compute takes a turn like a step: runs sharing the machine see it
-            return self._make_batch(k)
+            t0 = time.perf_counter()
+            return self._make_batch(k), time.perf_counter() - t0
 
-    def _take_ahead(self, start_next: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """This step's batch, made on the worker while the previous step ran (or here, for the
-        epoch's first batch, after a stop, or when the last step did not start one); with
-        ``start_next``, the next batch of the epoch is started on the worker. One batch at a time,
-        in order, so the augmentation draws its numbers as it would inline."""
+    def _take_ahead(self, start_next: bool = True) -> tuple[Batch | None, float]:
+        """This step's batch and the seconds of its making that count as the run's time.
+
+        The batch was made on the worker while the previous step ran, or is made here (the epoch's
+        first batch, after a stop, or when the last step did not start one), or is None, to be made
+        in the step's turn, when no batch goes ahead now. Counted: the making the step waited for,
+        never a wait for another run's turn. With ``start_next``, the next batch of the epoch is
+        started on the worker. One batch at a time, in order, so the augmentation draws its numbers
+        as it would inline."""
         k = self._batch
         ahead, self._ahead = self._ahead, None
-        batch = ahead[2].result() if ahead is not None and ahead[:2] == (self.epoch, k) else self._make_batch_in_turn(k)
+        batch, seconds = None, 0.0
+        if ahead is not None and ahead[:2] == (self.epoch, k):
+            t0 = time.perf_counter()
+            batch, made = ahead[2].result()
+            seconds = min(time.perf_counter() - t0, made)  # the rest was made beside the step
+        elif start_next:
+            batch, seconds = self._make_batch_in_turn(k)
         if start_next and k + 1 < len(self.batches):
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="torchlab-augment")
             self._ahead = (self.epoch, k + 1, self._pool.submit(self._make_batch_in_turn, k + 1))
-        return batch
+        return batch, seconds
 
-    def _train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None,
-                    waited: float = 0.0) -> StepEvent:
-        """One step on ``batch`` (made ahead, ``waited`` seconds waited for), or on the next batch made here."""
-        t0 = time.perf_counter() - waited
+    def _train_step(self, batch: Batch | None, made: float = 0.0) -> StepEvent:
+        """One step on ``batch`` (made before the step's turn, ``made`` seconds of this run's time),
+        or on the next batch made here."""
+        t0 = time.perf_counter() - made
         lo, hi = self.batches[self._batch]  # the global batch
         xb, yb, weight = batch if batch is not None else self._make_batch(self._batch)
         self._lr = lr_at(self.config, self.step - self.schedule_start, self.total_steps - self.schedule_start)

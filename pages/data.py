@@ -161,7 +161,7 @@ def recording_progress(cs: CaptureSet) -> None:
         st.rerun()
     status = recorder().status()
     if status.running:
-        text = ("Get ready…" if status.waiting else
+        text = (f"Get ready to show class {status.class_name}…" if status.waiting else
                 f"Recording class {status.class_name}: {status.kept} of {status.asked} — keep moving your hand")
         st.progress(status.kept / status.asked, text=text)
         if st.button("Stop recording", icon=":material/stop_circle:", key="d_rec_stop"):

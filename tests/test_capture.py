@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -218,11 +219,12 @@ def test_a_page_that_sees_the_recording_end_has_every_frame():
         reports = []
 
         def page() -> None:
-            while not reports:
+            deadline = time.monotonic() + 10  # (a regression fails the test rather than spinning on)
+            while not reports and time.monotonic() < deadline:
                 if (done := rec.collect_into(cs)) is not None:
                     reports.append((done.added, cs.counts()["a"]))
 
-        worker = threading.Thread(target=page)
+        worker = threading.Thread(target=page, daemon=True)
         worker.start()
         big = frame(80, 1920, 1080)
         while rec.status().running:

@@ -374,6 +374,14 @@ def test_batches_made_ahead_train_exactly_as_batches_made_inline(tiny_dataset, m
     inline = Trainer(spec, tiny_dataset, config)
     ahead = Trainer(spec, tiny_dataset, config)
     inline.augment_ahead, ahead.augment_ahead = False, True
+    made_by = []  # (step, made on the worker) for each batch made in a turn of its own
+    make = ahead._make_batch_in_turn
+
+    def recorded(k: int):
+        made_by.append((ahead.step, threading.current_thread().name.startswith("torchlab-augment")))
+        return make(k)
+
+    ahead._make_batch_in_turn = recorded
     for t in (inline, ahead):
         for _ in t.run(lambda t=t: t.step == 7):  # a stop with a batch made ahead, then on to the end
             pass
@@ -383,6 +391,11 @@ def test_batches_made_ahead_train_exactly_as_batches_made_inline(tiny_dataset, m
                 pass
         for _ in t.run():
             pass
+    on_worker = {step for step, worker in made_by if worker}
+    if turns == 1:  # the worker's turn would only wait for the step's: every batch is made in the step's turn
+        assert made_by == []
+    else:
+        assert on_worker and (not beside or not on_worker & set(range(7, 11)))  # none ahead beside another run
     assert ahead.history.step_losses == inline.history.step_losses
     assert epoch_figures(ahead.history) == epoch_figures(inline.history)
     assert_same_tensors(ahead.model.state_dict(), inline.model.state_dict(), "model")
@@ -390,7 +403,33 @@ def test_batches_made_ahead_train_exactly_as_batches_made_inline(tiny_dataset, m
     assert ahead._pool is None  # no worker thread left behind by a finished run
 
 
-def test_a_released_run_lets_go_of_the_batch_it_made_ahead(tiny_dataset):
+def test_a_runs_time_leaves_out_its_wait_for_another_runs_turn(tiny_dataset, monkeypatch):
+    # The images/s a user reads count the run's own work: a batch made in a turn of its own (ahead of
+    # the step) is timed inside the turn, as a step is, not from when it queued behind another
+    # run's steps or a live stream's frames.
+    monkeypatch.setattr(COMPUTE_TURNS, "slots", 2)
+    trainer = Trainer(LENET_SPEC, tiny_dataset, cfg(augment=True, batch_size=16, epochs=1))
+    trainer.augment_ahead = True
+    held, release = threading.Event(), threading.Event()
+
+    def other_run() -> None:
+        with COMPUTE_TURNS:  # two turns held for a while (two slots), as two steps of other runs would
+            with COMPUTE_TURNS:
+                held.set()
+                release.wait(10)
+
+    holder = threading.Thread(target=other_run, daemon=True)
+    holder.start()
+    held.wait(10)
+    threading.Timer(1.5, release.set).start()
+    started = time.perf_counter()
+    events = [e for e in trainer.run() if isinstance(e, EpochEvent)]
+    assert time.perf_counter() - started >= 1.5  # the run did wait for the turns
+    assert events[0].seconds < 1.0
+
+
+def test_a_released_run_lets_go_of_the_batch_it_made_ahead(tiny_dataset, monkeypatch):
+    monkeypatch.setattr(COMPUTE_TURNS, "slots", 2)
     trainer = Trainer(LENET_SPEC, tiny_dataset, cfg(augment=True, batch_size=10, epochs=2))
     trainer.augment_ahead = True
     for _ in trainer.run(lambda: trainer.step == 2):  # stopped mid-epoch: batch 2 was made ahead
