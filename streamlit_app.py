@@ -37,6 +37,10 @@ PAGES = [
     ("pages/predict.py", "Predict", ":material/back_hand:"),
 ]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff"]  # what core.preprocess decodes
+# Under a test figure of a set whose test photos were split off the user's own (Train and Predict).
+SAME_SITTING_NOTE = ("The test photos were set aside from the same photos as the training ones, and photos taken "
+                     "in one sitting look alike: another room, light or person reads lower than this. Photos from "
+                     "a few places and days make the figure honest and the net better.")
 MAX_RUNS = 12  # run history kept per browser session; older runs are dropped with their tensors
 KEEP_MODELS = 4  # runs whose trained model stays in memory (to save or inspect); older keep curves only
 
@@ -75,6 +79,8 @@ def page_setup(title: str) -> None:
     """Call first on every page: page config, deep-link repair, and the shared sidebar."""
     st.set_page_config(page_title=f"{title} · TorchLab", page_icon="🔥", layout="wide")
     _repair_deep_link()
+    if title != "Train":  # (the Train page shows its run itself)
+        _keep_the_run()
     render_sidebar()
 
 
@@ -323,6 +329,21 @@ def show_run(run: Run) -> None:
     st.session_state["job"] = run.job
     if st.query_params.get("run") != run.id:
         st.query_params["run"] = run.id
+
+
+def _keep_the_run() -> None:
+    """On every page, the URL names this session's running run, and a URL naming another session's
+    run (a refresh here) brings that run into this session: a refresh on any page keeps the run
+    watched, and the Train page shows it (and its settings, ``t_adopted``)."""
+    history = st.session_state.get("runs")  # read, not made: without runs the Overview needs no torch
+    wanted = st.query_params.get("run")
+    if wanted and (history is None or history.find(wanted) is None):
+        run, _ = run_from_url()
+        if run is not None:
+            st.session_state["t_adopted"] = run.id
+            show_run(run)
+    elif history is not None and history.current is not None and history.current.running:
+        show_run(history.current)
 
 
 def run_from_url() -> tuple[Run | None, bool]:

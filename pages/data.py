@@ -1,11 +1,13 @@
 """Data: every data set TorchLab can train on, and your own, made from your camera or your files."""
+from pathlib import Path
+
 import streamlit as st
 
 from core.capture import (
     MAX_CLASSES, MAX_PER_CLASS, MAX_TOTAL_BYTES, MIN_SIDE, RECORD_DELAY_S, RECORD_INTERVAL_S, CaptureError,
     CaptureSet, FrameRecorder,
 )
-from core.data import DatasetError, h5_bytes, install_dataset_file, load_dataset, zip_folder
+from core.data import DatasetError, h5_bytes, install_dataset_file, load_dataset, user_set_path, zip_folder
 from core.live import SettingError
 from core.preprocess import ImageError
 from streamlit_app import (
@@ -250,9 +252,26 @@ with st.container(border=True):
     n1, n2, n3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     name = n1.text_input("Name of the set", key="d_name", placeholder="my-hand",
                          help="Saved as an image folder in the data directory: <name>/<class>/*.jpg.")
-    replace = n2.checkbox("Replace a set of that name", key="d_replace")
+    if "d_saved" in st.session_state:
+        st.session_state.pop("d_replace", None)  # a replace is ticked for one save, never left armed
+    try:
+        taken = user_set_path(name, data_dir()) if name else None
+    except DatasetError:
+        taken = None  # the save below says what is wrong with the name
+    if taken is not None and taken.exists():
+        old = next((p for p in peeks if p.path is not None and Path(p.path).resolve() == taken.resolve()), None)
+        size = f"{old.n_train + old.n_test:,} photos" if old is not None else "a folder"
+        replace = n2.checkbox(f"Replace it ({size}, deleted)", key="d_replace",
+                              help=f"A set called {taken.name} exists in the data directory. Saving over it "
+                                   "deletes its photos for good; another name keeps both.")
+        if not replace:
+            st.warning(f"A data set called **{taken.name}** exists already ({size}). Choose another name, or "
+                       "tick **Replace it** to delete it and save yours in its place.", icon=":material/warning:")
+    else:
+        replace = False
     problems = cs.problems()
-    if n3.button("Save data set", type="primary", icon=":material/save:", disabled=bool(problems) or not name,
+    if n3.button("Save data set", type="primary", icon=":material/save:",
+                 disabled=bool(problems) or not name or (taken is not None and taken.exists() and not replace),
                  width="stretch"):
         try:
             folder = cs.save(name, data_dir(), overwrite=replace)

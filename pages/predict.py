@@ -14,7 +14,7 @@ from core.spec import default_spec
 from core.tensors import tensor_to_image
 from core.trainer import EpochEvent, Trainer, recipe
 from streamlit_app import (
-    IMAGE_TYPES, LiveVideo, best_hand_dataset, data_dir, dataset_title, datasets_here, export_downloads,
+    SAME_SITTING_NOTE, IMAGE_TYPES, LiveVideo, best_hand_dataset, data_dir, dataset_title, datasets_here, export_downloads,
     get_checkpoint, get_dataset, get_peek, live_rtc_configuration, page_setup, plotting, show_error,
 )
 
@@ -58,7 +58,8 @@ def probability_chart(probabilities: dict[str, float], label: str):
     fig = go.Figure(go.Bar(x=labels, y=values, marker_color=colors, text=[f"{v:.1%}" for v in values],
                            textposition="outside"))
     fig.update_layout(title="Probability of each class (softmax)", yaxis={"range": [0, 1.1], "tickformat": ".0%"},
-                      xaxis_title="class", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+                      xaxis_title="class", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis_type="category")  # names like "0"–"5" are labels, each bar its own, not numbers
     return fig
 
 
@@ -240,6 +241,8 @@ with st.container(border=True):
              help="Measured when the run was saved, on its data set's test split. A few images make a coarse "
                   "figure: with 3, one image is 33 points.")
     c.metric("Classes", len(ckpt.classes), help=", ".join(ckpt.classes))
+    if ckpt.dataset.get("split_made"):  # the user's own photos, split here: a test of one sitting
+        st.caption(SAME_SITTING_NOTE)
 with st.expander("Export this net: ONNX, weights only, or the full checkpoint", icon=":material/ios_share:"):
     export_downloads(ckpt, export_id, "p")
 

@@ -1,5 +1,7 @@
 """Train: choose the optimizer and regularization, train in the background, watch the curves."""
 import re
+import time
+from pathlib import Path
 
 import streamlit as st
 
@@ -9,7 +11,7 @@ from core.augment import AUGMENTATIONS
 from core.jobs import RUNNING, STOPPING, Run, TrainingJob
 from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, finetune_recipe, recipe
 from streamlit_app import (
-    current_dataset_key, current_spec, data_dir, dataset_peeks, dataset_title, datasets_here, device_options,
+    SAME_SITTING_NOTE, current_dataset_key, current_spec, data_dir, dataset_peeks, dataset_title, datasets_here, device_options,
     export_downloads, get_checkpoint, get_dataset, get_peek, newest_first, page_setup, plotting, run_from_url, runs,
     saved_checkpoints, share_cores, show_error, show_run,
 )
@@ -51,6 +53,25 @@ def _restore_settings() -> bool:
     for key, value in st.session_state.get("t_settings", {}).items():
         st.session_state.setdefault(key, value)
     return all(k in st.session_state for k in WIDGETS if k not in OPTIMIZER_WIDGETS)
+
+
+def _show_settings_of(run: Run) -> None:
+    """Fill the form with ``run``'s net, data and settings: a run opened from its address (a refresh,
+    a second tab) shows what it trains with, as the session that started it did."""
+    cfg, trainer = run.config, run.job.trainer if run.job is not None else None
+    st.session_state.update({key: getattr(cfg, name) for key, name in WIDGETS.items() if name})
+    st.session_state.update({"t_beta1": cfg.betas[0], "t_beta2": cfg.betas[1], "t_device": cfg.device,
+                             "t_dataset": run.dataset})
+    init_from = trainer.init_from if trainer is not None else None
+    resumed = trainer.resumed_from if trainer is not None else None
+    if init_from or resumed:  # started from a saved checkpoint: that one, fine-tuned or continued
+        source = Path(str((init_from or {}).get("file") or resumed)).name
+        st.session_state.update({"t_start": "checkpoint", "t_mode": "finetune" if init_from else "resume",
+                                 "t_freeze": trainer.freeze, "t_ckpt": source})
+    else:
+        st.session_state.update({"t_start": "new", "spec": run.spec, "spec_dataset": run.dataset})
+    st.session_state["t_recipe_for"] = _recipe_key(run.spec.arch, bool(init_from))
+    _remember_settings()
 
 
 def _recipe_key(arch: str, finetune: bool) -> str:
@@ -146,6 +167,15 @@ def _warn_if_it_learnt_nothing(run: Run) -> None:
                icon=":material/warning:")
 
 
+def _free_name(stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``…: the first that names no saved checkpoint."""
+    name, n = stem, 1
+    while (checkpoint_dir() / f"{name}.pt").exists():
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "estimating…"
@@ -156,12 +186,15 @@ spec = current_spec()
 st.title("Train")
 # The run this page shows: the one its URL names (a refresh, a second tab, a shared link), else this
 # session's current run; the URL is kept pointing at it.
+_known, _adopted = {r.id for r in runs()}, st.session_state.pop("t_adopted", None)
 _linked, _gone = run_from_url()
 if _gone:
     st.info("The run in this page's address is no longer on this server (the server restarted, or its tab "
             "was closed long ago). Its checkpoint, if it was saved, is listed below and on Predict.",
             icon=":material/info:")
 shown: Run | None = _linked or runs().current
+if shown is not None and (shown.id not in _known or shown.id == _adopted):  # another session's run, refreshed
+    _show_settings_of(shown)
 if shown is not None:
     show_run(shown)
 job: TrainingJob | None = shown.job if shown is not None else None
@@ -430,11 +463,24 @@ if history:
         c1, c2 = st.columns([1, 1])
         with c1:
             default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{run.spec.arch}-{run.dataset}-run{pick.split()[0][1:]}")
-            st.session_state.setdefault(f"t_name_{pick}", default_name)
+            if f"t_name_{pick}" not in st.session_state:  # run numbers start at 1 in every session: a free name
+                st.session_state[f"t_name_{pick}"] = _free_name(default_name)
             fname = st.text_input("Checkpoint name", key=f"t_name_{pick}", help="Saved to the checkpoints folder; listed on Predict.")
-            if st.button("Save checkpoint", type="primary", icon=":material/save:"):
-                safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", fname).strip(".-") or default_name
-                path = checkpoint_dir() / f"{safe.removesuffix('.pt')}.pt"
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", fname).strip(".-") or default_name
+            path = checkpoint_dir() / f"{safe.removesuffix('.pt')}.pt"
+            try:
+                taken = path.is_file() and run.checkpoint != path.name  # (this run's own file is saved over freely)
+            except OSError:
+                taken = False  # a name the file system refuses: saving says so
+            if "t_saved" in st.session_state:
+                st.session_state.pop(f"t_replace_{pick}", None)  # a replace is ticked for one save, never left armed
+            replace = taken and st.checkbox(f"Replace the saved {path.name}", key=f"t_replace_{pick}",
+                                            help="Saving over it deletes that net for good; another name keeps both.")
+            if taken and not replace:
+                saved_at = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+                st.warning(f"A checkpoint called **{path.name}** exists already (saved {saved_at}). Choose another "
+                           "name, or tick **Replace** to save this run in its place.", icon=":material/warning:")
+            if st.button("Save checkpoint", type="primary", icon=":material/save:", disabled=taken and not replace):
                 try:
                     trainer.save(path)
                     run.checkpoint = path.name
@@ -490,6 +536,4 @@ if history:
                 st.caption(f"Each test photo read with its mirror image, as Predict reads this net (it trained on "
                            f"mirrored photos too). Read alone, as the curves above: {alone.accuracy:.1%}.")
             if trainer.dataset.split_made:
-                st.caption("The test photos were set aside from the same photos as the training ones, and photos "
-                           "taken in one sitting look alike: another room, light or person reads lower than this. "
-                           "Photos from a few places and days make the figure honest and the net better.")
+                st.caption(SAME_SITTING_NOTE)

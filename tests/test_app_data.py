@@ -149,11 +149,21 @@ def test_save_writes_an_image_folder_that_trains_like_any_set(env, apps):
     assert mine["kind"] == "real photos (image folder)" and mine["train"] + mine["test"] == 18
     ds = load_dataset(str(folder))
     assert ds.classes == tuple("012345") and len(ds.x_train) + len(ds.x_test) == 18
-    # Saving again under that name needs the replace box; the saved set stays as it was.
+    # Saving again under that name needs the replace box, which says what it deletes; until it is
+    # ticked the saved set stays as it was.
+    assert any("called **my-hand** exists already (18 photos)" in w.value for w in at.warning)
+    assert button(at, "Save data set").proto.disabled
+    assert at.checkbox(key="d_replace").label == "Replace it (18 photos, deleted)"
+    assert sum(1 for _ in folder.rglob("*.jpg")) == 18
+    _captures(at).remove("5", _captures(at).images["5"][0].id)  # one photo fewer this time
+    at.checkbox(key="d_replace").check()
+    at.run()
+    assert not at.warning and not button(at, "Save data set").proto.disabled
     button(at, "Save data set").click()
     at.run()
-    assert any("exists already" in m for m in errors(at))
-    assert sum(1 for _ in folder.rglob("*.jpg")) == 18
+    assert_clean(at)
+    assert sum(1 for _ in folder.rglob("*.jpg")) == 17
+    assert not at.checkbox(key="d_replace").value  # a replace is never left armed for the next save
     # Downloads: the folder as a zip and the tutorial's HDF5 pair.
     labels = [b.label for b in at.get("download_button")]
     assert {"Image folder (.zip)", "train_my-hand.h5", "test_my-hand.h5"} <= set(labels)

@@ -66,6 +66,42 @@ def test_train_start_finish_save(env, apps):
     assert not any("set aside from the same photos" in c.value for c in at.caption)  # a built-in set's own split
 
 
+def test_a_save_never_replaces_another_checkpoint_unasked(env, apps):
+    # Run numbers start at #1 in every session, so the suggested name of a new session's first run
+    # was the name of the last session's first run: one click saved over a good net.
+    first = _train_page(apps, MLP, t_epochs=1, t_batch=128, t_augment=False)
+    button(first, "Start").click()
+    first.run()
+    wait_for_job(first)
+    button(first, "Save checkpoint").click()
+    first.run()
+    [good] = env.ckpt.glob("*.pt")
+    kept = good.read_bytes()
+
+    second = _train_page(apps, MLP, t_epochs=1, t_batch=128, t_augment=False)  # another browser session
+    button(second, "Start").click()
+    second.run()
+    wait_for_job(second)
+    key = f"t_name_{second.selectbox(key='t_pick').value}"
+    assert second.text_input(key=key).value == f"{good.stem}-2"  # a free name is suggested
+    second.text_input(key=key).set_value(good.stem)  # the user types the taken one
+    second.run()
+    assert any(f"called **{good.name}** exists already" in w.value for w in second.warning)
+    assert button(second, "Save checkpoint").proto.disabled
+    assert good.read_bytes() == kept
+    replace = next(c for c in second.checkbox if c.label == f"Replace the saved {good.name}")
+    replace.check()
+    second.run()
+    assert not any("exists already" in w.value for w in second.warning)
+    button(second, "Save checkpoint").click()
+    second.run()
+    assert_clean(second)
+    assert good.read_bytes() != kept and load_checkpoint(good).metrics["epochs"] == 1
+    # Saving this run again goes over its own file without asking; nothing is left ticked.
+    assert not any(c.label.startswith("Replace the saved") and c.value for c in second.checkbox)
+    assert not button(second, "Save checkpoint").proto.disabled
+
+
 def test_save_and_inspect_follows_the_run_that_ended_last(env, apps):
     # After a second run, Save would otherwise still point at the first: the user saves the wrong net.
     at = _train_page(apps, MLP, t_epochs=1, t_batch=128, t_augment=False)

@@ -198,6 +198,8 @@ def test_a_failed_save_from_the_page_keeps_the_previous_file(env, apps, monkeypa
     at.run()
     at.text_input(key=f"t_name_{newest}").set_value("keep")
     at.run()
+    at.checkbox(key=f"t_replace_{newest}").check()  # saving over another run's file is asked for
+    at.run()
 
     real_save = torch.save
 

@@ -54,6 +54,8 @@ def test_a_refresh_and_a_second_tab_reattach_to_the_live_run(app, new_page):
     wait_for(lambda: plot_points(a, "live_steps") > 0, 30, "the live loss chart after the refresh")
     rows = wait_for(lambda: runs_table(a)[1:], 30, "the runs table's rows after the refresh")  # the grid fills late
     assert len(rows) == 1 and rows[0][0].startswith("#1 LeNet"), rows
+    # The settings shown are the run's, not the recipe's (40 epochs).
+    expect(main(a).get_by_role("spinbutton", name="Epochs")).to_have_value(str(EPOCHS))
 
     # A second tab (another browser context: another session) on that URL attaches to the same run.
     b = new_page()
@@ -61,6 +63,7 @@ def test_a_refresh_and_a_second_tab_reattach_to_the_live_run(app, new_page):
     expect(b.locator("h1").first).to_contain_text("Train", timeout=RENDER_TIMEOUT)
     step_b = wait_training(b, after_step=step)
     assert run_id(b) == run
+    expect(main(b).get_by_role("spinbutton", name="Epochs")).to_have_value(str(EPOCHS))
     expect(button(b, "Stop")).to_be_enabled()
 
     # Stop in the second tab stops the run for both.
@@ -87,6 +90,32 @@ def test_a_refresh_and_a_second_tab_reattach_to_the_live_run(app, new_page):
     expect(main(a).get_by_test_id("stProgress")).to_contain_text("Stopped:", timeout=30_000)
     for page in (a, b):
         assert_clean(page)
+
+
+def test_a_refresh_on_another_page_keeps_the_run(app, new_page):
+    # The user starts a run, looks at another page, refreshes there (a new session), and comes back:
+    # the run is still going and still theirs, rather than stopping unwatched 30 s later.
+    a = new_page()
+    open_page(a, app, "/train", "Train")
+    set_number(a, "Epochs", str(EPOCHS))
+    button(a, "Start").click()
+    step = wait_training(a)
+    run = run_id(a)
+    a.get_by_test_id("stSidebarNav").get_by_role("link", name="Predict").click()
+    expect(a.locator("h1").first).to_contain_text("Predict", timeout=RENDER_TIMEOUT)
+    wait_for(lambda: f"run={run}" in a.url, 30, "the Predict page's URL to name the run")
+    a.reload()
+    expect(a.locator("h1").first).to_contain_text("Predict", timeout=RENDER_TIMEOUT)
+    wait_idle(a)
+    time.sleep(2)
+    a.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
+    expect(a.locator("h1").first).to_contain_text("Train", timeout=RENDER_TIMEOUT)
+    wait_training(a, after_step=step)
+    assert run_id(a) == run
+    expect(main(a).get_by_role("spinbutton", name="Epochs")).to_have_value(str(EPOCHS))
+    button(a, "Stop").click()
+    expect(main(a).get_by_test_id("stProgress")).to_contain_text("Stopped:", timeout=30_000)
+    assert_clean(a)
 
 
 def test_a_link_to_a_run_this_server_does_not_have_says_so(app, page):

@@ -147,9 +147,13 @@ def test_record_a_burst_of_photos_from_the_live_camera(teach_app, camera_page, s
     button(page, f"Record {RECORDED} photos of class 2").click()
     # The recording shows its progress, then its photos join the class at once.
     expect(main(page).get_by_test_id("stProgress")).to_contain_text("class 2", timeout=RENDER_TIMEOUT)
-    screenshot(page, screenshot_dir / "record.png")
     expect(main(page).get_by_test_id("stAlertContentSuccess")).to_contain_text(
         f"Added {RECORDED} photos to class 2", timeout=LIVE_TIMEOUT)
+    # The next empty class is picked for the next recording, and the new photos show.
+    expect(button(page, f"Record {RECORDED} photos of class 3")).to_be_visible()
+    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=RENDER_TIMEOUT)
+    screenshot(page, screenshot_dir / "record.png")
     photos = main(page).get_by_test_id("stExpander").filter(has_text="Class 2 —")
     expect(photos).to_contain_text(f"{RECORDED} photos")
     expect(main(page).get_by_text(f"{RECORDED} in this session")).to_be_visible()
