@@ -276,7 +276,8 @@ layer_rows = [{"layer": r["name"], "type": r["type"], "output shape": "×".join(
               if not (r["type"] == "Dropout" and spec.dropout == 0)]  # p = 0 does nothing; the code omits it too
 st.dataframe(layer_rows, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(layer_rows)),
              column_config={"parameters": st.column_config.NumberColumn(format="localized"),
-                            "trainable": st.column_config.NumberColumn(format="localized")})
+                            "trainable": st.column_config.CheckboxColumn(
+                                help="Whether the layer's weights learn (a layer without weights counts as yes).")})
 
 if spec == st.session_state.get("spec") and data_key == st.session_state.get("spec_dataset"):
     st.info("This is the net the Train page uses.", icon=":material/check:")

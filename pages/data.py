@@ -196,7 +196,9 @@ with left:
     if (after := st.session_state.pop("d_next_target", None)) in cs.classes:  # a recording just ended
         st.session_state["d_target"] = after
     target = st.radio("Add photos to class", cs.classes, horizontal=True, key="d_target")
-    tab_camera, tab_record, tab_upload = st.tabs(["Camera", "Record", "Upload"], key="d_input", on_change="rerun")
+    # Record first: the recommended way, and its camera starts only when asked (the snapshot camera
+    # would ask for the webcam the moment the page opened).
+    tab_record, tab_camera, tab_upload = st.tabs(["Record", "Camera", "Upload"], key="d_input", on_change="rerun")
     with tab_camera:  # one camera at a time: the snapshot camera only while its tab is open
         snap = None
         if tab_camera.open:

@@ -32,6 +32,22 @@ def _torch_threads():
     torch.set_num_threads(before)
 
 
+def stub_video(monkeypatch: pytest.MonkeyPatch, playing: bool) -> None:
+    """streamlit-webrtc's video as the page sees it, without a browser: playing or not."""
+    import streamlit_webrtc
+
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer",
+                        lambda **kw: SimpleNamespace(state=SimpleNamespace(playing=playing), video_processor=None))
+
+
+@pytest.fixture(autouse=True)
+def _video_needs_a_browser(monkeypatch):
+    """streamlit-webrtc's component reaches into the server's session manager, which AppTest's
+    stand-in runtime lacks: in-process tests see a video that is not playing (a test that records
+    turns it on with :func:`stub_video`; the browser tests drive the real one on a real server)."""
+    stub_video(monkeypatch, playing=False)
+
+
 def real_data_dir() -> Path:
     """``$TORCHLAB_DATA_DIR`` if set, else ``<repo>/../shared/data``."""
     env = os.environ.get(DATA_DIR_ENV)

@@ -43,6 +43,16 @@ def test_build_default_lenet(env, apps):
     assert_clean(at)
 
 
+def test_the_layer_table_says_trainable_as_yes_or_no(env, apps):
+    import json
+
+    at = apps("pages/build.py")
+    layers = next(d for d in at.dataframe if "layer" in d.value.columns)
+    assert layers.value["trainable"].dtype == bool and layers.value["trainable"].all()
+    # Drawn as a tick box, not as the number 1.
+    assert json.loads(layers.proto.columns)["trainable"]["type_config"]["type"] == "checkbox"
+
+
 def test_build_mlp_hidden_sizes_change_code_and_summary(env, apps):
     at = apps("pages/build.py")
     at.selectbox(key="b_arch").set_value("mlp")

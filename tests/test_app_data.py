@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.data import load_dataset
 from tests.apptest import assert_clean, button, disabled, errors, hand_photo, state, table
 from tests.bad_input_corpus import H5Case, encode, hdf5_cases
+from tests.conftest import stub_video
 
 PAGE = "pages/data.py"
 
@@ -18,8 +19,21 @@ def _captures(at: AppTest):
     return at.session_state["d_captures"]
 
 
+def test_the_page_opens_on_record_and_asks_for_no_camera_until_told(env, apps):
+    # The snapshot camera asks the browser for the webcam as soon as it is drawn: the page opens on
+    # Record, whose video starts when the user presses its start button.
+    at = apps(PAGE)
+    assert_clean(at)
+    assert at.session_state["d_input"] == "Record"
+    assert not at.camera_input
+    assert any("Start the camera, then record a burst" in i.value for i in at.info)
+
+
 def _snap(at: AppTest, data: bytes) -> None:
     """One camera snapshot, as the browser sends it (the camera widget's key changes after each one)."""
+    if at.session_state["d_input"] != "Camera":  # Record is the tab open first
+        at.session_state["d_input"] = "Camera"
+        at.run()
     camera = at.camera_input[0]
     camera.set_value(("snapshot.jpg", data, "image/jpeg"))
     at.run()
@@ -255,22 +269,12 @@ def test_the_record_tab_refuses_a_malformed_ice_setting_with_a_message(env, apps
                           "turn: or turns: URL or a list of them"]
 
 
-def _video(monkeypatch, playing: bool) -> None:
-    """The Record tab's live video, as streamlit-webrtc reports it (the video itself needs a browser)."""
-    from types import SimpleNamespace
-
-    import streamlit_webrtc
-
-    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer",
-                        lambda **kw: SimpleNamespace(state=SimpleNamespace(playing=playing), video_processor=None))
-
-
 def _recording_page(env, apps, target: str):
     import numpy as np
 
     from core.capture import FrameRecorder
 
-    _video(env.monkeypatch, playing=True)
+    stub_video(env.monkeypatch, playing=True)
     at = apps(PAGE)
     rec = FrameRecorder(interval_s=1e-6, delay_s=0.0)  # every frame offered is kept
     at.session_state["d_recorder"] = rec
@@ -330,9 +334,9 @@ def test_stop_recording_keeps_what_it_recorded_and_the_count_survives_the_video(
     assert not rec.status().running and _captures(at).counts()["1"] == 2
     assert [m.value for m in at.success] == ["Added 2 photos to class 1 (the recording stopped after 2 of 5)."]
     # The camera stopped and started again: the count asked for is kept.
-    _video(env.monkeypatch, playing=False)
+    stub_video(env.monkeypatch, playing=False)
     at.run()
-    _video(env.monkeypatch, playing=True)
+    stub_video(env.monkeypatch, playing=True)
     at.run()
     assert at.number_input(key="d_rec_count").value == 5
 
