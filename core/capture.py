@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from core.data import DatasetError, sanitize_class_name, user_set_path
-from core.preprocess import load_image, prepare_image
+from core.preprocess import file_label, load_image, prepare_image
 
 DEFAULT_CLASSES: tuple[str, ...] = ("0", "1", "2", "3", "4", "5")  # finger counts: a SIGNS net keeps its head
 MAX_CLASSES = 20
@@ -109,7 +109,7 @@ class CaptureSet:
         full class or session.
         """
         self._check_room(class_name)
-        return self._store(class_name, load_image(source, name, min_side=STORED_SIDE), name)
+        return self._store(class_name, load_image(source, name, min_side=STORED_SIDE), file_label(name))
 
     def add_frame(self, class_name: str, frame: np.ndarray, name: str = "video frame") -> CapturedImage:
         """Store one video frame (an H×W×3 uint8 RGB array, as :class:`FrameRecorder` keeps them)
@@ -129,7 +129,7 @@ class CaptureSet:
         """Downscale, JPEG-encode and keep an upright RGB image; the size and session limits."""
         if min(image.size) < MIN_SIDE:
             w, h = image.size
-            raise CaptureError(f"{name} is only {w}×{h} pixels; photos must be at least {MIN_SIDE}×{MIN_SIDE}")
+            raise CaptureError(f"{name} is only {w}×{h} pixels; photos must be at least {MIN_SIDE}×{MIN_SIDE}.")
         image.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
         image.save(buf, "JPEG", quality=JPEG_QUALITY)

@@ -76,7 +76,7 @@ def load_image(
     Raises ``ImageError`` for anything that is not a usable image.
     """
     data, name = _read_source(source, name)
-    label = _label(name)
+    label = file_label(name)
     if not data:
         raise ImageError(f"{label} is empty (0 bytes). Upload the photo again.")
     # Anything PIL or a codec raises while parsing untrusted bytes (OSError, SyntaxError,
@@ -159,7 +159,7 @@ def decoded_picture(picture: np.ndarray | Image.Image, name: str | None = None) 
     Raises ``ImageError`` for another shape or dtype, a side under ``MIN_SIDE`` or more than
     ``MAX_PIXELS`` pixels.
     """
-    label = _label(name) if name else "The picture"
+    label = file_label(name) if name else "The picture"
     if isinstance(picture, Image.Image):
         w, h = picture.size
     else:
@@ -224,7 +224,7 @@ def _read_source(source: bytes | str | os.PathLike | BinaryIO, name: str | None)
                 return f.read(), name
         except OSError as exc:
             raise ImageError(
-                f"{_label(name)} could not be opened ({exc.strerror or exc}). Check the file and try again."
+                f"{file_label(name)} could not be opened ({exc.strerror or exc}). Check the file and try again."
             ) from None
     if name is None:
         name = getattr(source, "name", None)
@@ -343,7 +343,7 @@ def _unsupported_message(label: str, data: bytes) -> str:
     )
 
 
-def _label(name: str | None) -> str:
+def file_label(name: str | None) -> str:
     """The file as messages call it; control characters are replaced so a name can't forge lines."""
     if not name:
         return "The file"
