@@ -20,7 +20,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {"": "TorchLab", "build": "Build a net", "train": "Train", "predict": "Predict a hand sign"}
+PAGES = {"": "TorchLab", "data": "Data", "build": "Build a net", "train": "Train", "predict": "Predict a hand sign"}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 
