@@ -294,7 +294,7 @@ else:
         st.session_state.setdefault(_key, _value)
 
     with st.container(border=True):
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3, c4 = st.columns([1.6, 1, 1, 1])  # data set names are long
         st.session_state.setdefault("t_dataset", current_dataset_key())
         if st.session_state["t_dataset"] not in choices:
             st.session_state["t_dataset"] = choices[0]
@@ -305,7 +305,7 @@ else:
         c3.number_input("Learning rate", min_value=1e-6, max_value=10.0, format="%.5f", step=0.0005, key="t_lr", disabled=busy,
                         help="Step size of each update. Too large and the loss explodes; too small and nothing moves.")
         c4.selectbox("Schedule", list(SCHEDULES), key="t_schedule", disabled=busy, help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
-        o1, o2, c7, c8 = st.columns(4)
+        o1, o2, c7, c8 = st.columns([1.6, 1, 1, 1])
         if optimizer == "momentum":
             o1.slider("Momentum", 0.0, 0.99, step=0.01, key="t_momentum", disabled=busy,
                       help="Fraction of the previous update carried into the next: smooths and speeds up SGD.")
