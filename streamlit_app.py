@@ -448,7 +448,7 @@ def render_sidebar() -> None:
         _pending.slot = None if _torch_ready() else slot  # then filled once the page has rendered
         if _pending.slot is None:
             slot.caption(_describe_device())
-        st.markdown("**Current net**")
+        st.markdown("**Net to train**")  # (Predict uses a saved checkpoint, named on its page)
         spec = st.session_state.get("spec")
         st.caption(spec.describe() if spec else "LeNet-5 (default) — choose one on Build")
 

@@ -854,6 +854,12 @@ class Trainer:
         if self.diverged:
             raise CheckpointError(f"not saved: {self.diverged}")
         d = self.dataset
+        metrics = self.final_metrics()
+        if self.world == 1 and not self.at_epoch_boundary:
+            # Saved inside an epoch: the test figures are those of the weights saved, which the
+            # last finished epoch's are not (Predict showed one figure and measured another).
+            now = self.evaluate_test()
+            metrics.update(test_loss=now.loss, test_acc=now.accuracy, steps=self.step)
         return save_checkpoint(
             path,
             self.model,
@@ -861,7 +867,7 @@ class Trainer:
             self.style,
             d.classes,
             training=self.config.to_dict(),
-            metrics=self.final_metrics(),
+            metrics=metrics,
             dataset={"key": d.key, "title": d.title, "synthetic": d.synthetic, "kind": d.kind,
                      "train": len(d.x_train), "test": len(d.x_test), "image_size": d.image_size,
                      "split_made": d.split_made},

@@ -175,9 +175,9 @@ def comparable_checkpoints(spec: ModelSpec) -> list[Comparable]:
 
 
 def _draw(where, picture: np.ndarray, caption: str) -> None:
-    # PNG, as JPEG would smear the enlarged pixels; at its own width, or a caption wider than the
-    # picture would stretch it (and the browser blur it).
-    where.image(picture, caption=caption, width=int(picture.shape[1]), output_format="PNG")
+    # PNG, as JPEG would smear the enlarged pixels; at its own width (never past its column), or a caption
+    # wider than the picture would stretch it (and the browser blur it).
+    where.image(picture, caption=caption, width="content", output_format="PNG")
 
 
 def draw_inside(drawn: dict, arch: str) -> None:
@@ -265,10 +265,10 @@ else:
 left, right = st.columns(2)
 with left:
     st.markdown("##### `nn.Module` subclass")
-    st.code(info["module_code"], language="python", line_numbers=True, wrap_lines=True)
+    st.code(info["module_code"], language="python", line_numbers=True, wrap_lines=False)
 with right:
     st.markdown("##### `nn.Sequential`")
-    st.code(info["sequential_code"], language="python", line_numbers=True, wrap_lines=True)
+    st.code(info["sequential_code"], language="python", line_numbers=True, wrap_lines=False)
 
 st.markdown("##### Layer by layer")
 layer_rows = [{"layer": r["name"], "type": r["type"], "output shape": "×".join(map(str, r["output_shape"])),

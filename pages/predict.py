@@ -156,7 +156,11 @@ def look_inside(ckpt: Checkpoint, data: bytes, name: str, predicted: str) -> Non
     left.image(colorbar(256, 14), width="stretch", caption="no evidence → most evidence")
     with mid:
         side = ex.feature_maps[-1].shape[1] if ex.feature_maps else None
-        if ex.heatmap.max() == 0:
+        if ex.heatmap.max() == 0 and ex.class_name == predicted:
+            st.info(f"No part of this photo raises the score of class {ex.class_name}: the positive sum is zero "
+                    f"everywhere. The net answered {ex.class_name} because the other classes scored lower still, "
+                    f"not because something here looks like {ex.class_name}.", icon=":material/info:")
+        elif ex.heatmap.max() == 0:
             st.info(f"Nothing in this photo speaks for class {ex.class_name}: the map is empty.", icon=":material/info:")
         both = (" The net read the photo and its mirror image: this is the sum of both maps, the mirror's "
                 "mirrored back.") if ex.prediction.mirrored else ""
@@ -169,8 +173,9 @@ def look_inside(ckpt: Checkpoint, data: bytes, name: str, predicted: str) -> Non
         else:
             st.caption("The MLP has no convolution, so this is an input-gradient saliency map: how much each pixel, "
                        f"changed a little, would change the score of class {ex.class_name}." + both)
-    with right.expander("The PyTorch behind Grad-CAM", expanded=False):
-        st.code(GRADCAM_CODE, language="python")
+    if ex.method == GRAD_CAM:  # (the MLP's saliency map is another computation)
+        with right.expander("The PyTorch behind Grad-CAM", expanded=False):
+            st.code(GRADCAM_CODE, language="python")
     if ex.feature_maps:
         with st.expander("Feature maps: what each conv stage computed for this photo"):
             for fm in ex.feature_maps:
@@ -339,11 +344,11 @@ if stored and stored[0] == ckpt_id and stored[1] == key:
     c1.plotly_chart(heat, width="stretch", key="p_confusion")
     with c2:
         wrong = report.misclassified[:24]
-        st.markdown("**Misclassified images** (true → predicted)"
+        st.markdown("**Misclassified images** (true → predicted, and how sure the net was of it)"
                     + (f" — the first {len(wrong)} of {len(report.misclassified)}" if len(wrong) < len(report.misclassified) else ""))
         cols = st.columns(6)
         for i, w in enumerate(wrong):
-            cols[i % 6].image(ds.x_test[w.index], caption=f"{w.true_label} → {w.predicted} ({w.confidence:.0%})",
+            cols[i % 6].image(ds.x_test[w.index], caption=f"{w.true_label} → {w.predicted} ({w.confidence:.0%} sure)",
                               width="stretch")
         if not wrong:
             st.success("None — every test image is right.")

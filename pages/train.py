@@ -9,6 +9,7 @@ from core.checkpoint import EXPORT_WARNING, Checkpoint, CheckpointError, checkpo
 from core.inference import confusion_matrix
 from core.augment import AUGMENTATIONS
 from core.jobs import RUNNING, STOPPING, Run, TrainingJob
+from core.spec import ARCHS
 from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, finetune_recipe, recipe
 from streamlit_app import (
     SAME_SITTING_NOTE, current_dataset_key, current_spec, data_dir, dataset_peeks, dataset_title, datasets_here, device_options,
@@ -16,7 +17,7 @@ from streamlit_app import (
     saved_checkpoints, share_cores, show_error, show_run,
 )
 
-BATCH_SIZES = [0, 8, 16, 32, 64, 128, 256]
+BATCH_SIZES = [8, 16, 32, 64, 128, 256, 0]  # 0: the whole training set, the largest batch of all
 CHART_POINTS = 500  # points per curve of the live loss chart at most (a long run's curve is sampled)
 
 START_LABELS = {"new": "a new net", "checkpoint": "a saved checkpoint"}
@@ -160,6 +161,11 @@ def _warn_if_it_learnt_nothing(run: Run) -> None:
     why = ("a learning rate this large makes steps that overshoot, so the weights thrash or the ReLUs die"
            if cfg.lr >= 10 * usual.lr else "a learning rate this small barely moves the weights"
            if cfg.lr <= usual.lr / 100 else "the learning rate, optimizer or schedule may not suit this net")
+    if run.spec.arch == "mlp" and not run.spec.batchnorm:
+        # Measured: at chance on SIGNS and the built-in set under every rate and optimizer tried (README, "The nets").
+        why = ("an MLP without batch norm on raw pixels is fragile: every input is positive, so a step moves "
+               "all 12,288 weights of a unit the same way, its ReLU soon outputs 0 for every image and the net "
+               "answers the same for all. Turn batch norm on (Build page): with it this recipe learns")
     st.warning(f"The net learnt nothing: after {m['epochs']} epoch{'s' * (m['epochs'] != 1)} it is right as often as "
                f"a guess ({m['train_acc']:.0%} of training images, {m['test_acc']:.0%} of test images; a guess among "
                f"{classes} classes is right {chance:.0%} of the time). With {OPTIMIZERS[cfg.optimizer]} at "
@@ -284,6 +290,10 @@ else:
         choices_help = ("Any data set: with the checkpoint's classes its head is kept, with other classes it gets "
                         "a new head for them.")
     if not _restore_settings() or st.session_state.get("t_recipe_for") != _recipe_key(spec.arch, start == "finetune"):
+        if st.session_state.get("t_recipe_for") is not None:  # settings of another net (or start) were showing
+            st.info(f"The settings below are now the {'fine-tuning ' if start == 'finetune' else ''}recipe of the "
+                    f"{ARCHS[spec.arch]}: each net has its own, measured to train it well. Change them as you like.",
+                    icon=":material/tune:")
         _load_recipe(spec.arch, finetune=start == "finetune")
     # Only the chosen optimizer's sliders are drawn, and Streamlit drops the state of a keyed widget that a
     # run did not draw: after switching optimizers the others' settings would be gone (a KeyError below).
@@ -336,9 +346,9 @@ else:
         st.session_state.setdefault("t_device", "auto")
         c12.selectbox("Device", device_options(), key="t_device", disabled=busy,
                       help="auto picks a CUDA GPU, then Apple MPS, then the CPU.")
-        if c13.button("Reset to recipe", disabled=busy, help="The default settings that train this net well."):
-            _load_recipe(spec.arch, finetune=start == "finetune")
-            st.rerun()
+        # A callback: it runs before the widgets are drawn again (setting them after they are drawn raises).
+        c13.button("Reset to recipe", disabled=busy, help="The default settings that train this net well.",
+                   on_click=_load_recipe, args=(spec.arch,), kwargs={"finetune": start == "finetune"})
         st.caption(f"Dropout {spec.dropout:g} and batch norm {'on' if spec.batchnorm else 'off'} come from the net "
                    + ("(Build page)." if start == "new" else "(the checkpoint)."))
     config = _config_from_widgets()

@@ -61,7 +61,7 @@ def test_build_mlp_hidden_sizes_change_code_and_summary(env, apps):
     at.text_input(key="b_hidden").set_value("32, 16")
     at.run()
     assert_clean(at)
-    spec = ModelSpec("mlp", 6, in_channels=3, input_size=64, hidden=(32, 16), batchnorm=False)
+    spec = ModelSpec("mlp", 6, in_channels=3, input_size=64, hidden=(32, 16))  # with batch norm, the default
     assert metrics(at)["Parameters"] == f"{count_parameters(build_model(spec)):,}"
     module_code, sequential_code = net_code(at)
     for code in (module_code, sequential_code):
@@ -99,7 +99,7 @@ def test_build_use_this_net_sets_the_spec_and_opens_train(env, apps):
     at.run()
     assert_clean(at)
     spec = at.session_state["spec"]
-    assert spec == ModelSpec("mlp", 6, in_channels=3, input_size=64, hidden=(32, 16), batchnorm=False)
+    assert spec == ModelSpec("mlp", 6, in_channels=3, input_size=64, hidden=(32, 16))
     assert at.session_state["spec_dataset"] == "synthetic"
     assert at.title[0].value == "Train"
     assert any("MLP, hidden 32-16" in c.value for c in at.caption)

@@ -9,7 +9,7 @@ from core.capture import CaptureSet
 from core.checkpoint import load_checkpoint
 from core.data import load_dataset
 from core.spec import ModelSpec, default_spec
-from core.trainer import TrainConfig, Trainer, finetune_recipe
+from core.trainer import TrainConfig, Trainer, finetune_recipe, recipe
 from tests.apptest import assert_clean, button, disabled, errors, hand_photo, plotly_keys, table, wait_for_job
 from tests.test_app_predict import check_exports, downloaded, quiet_exporter, record_downloads
 
@@ -64,6 +64,21 @@ def test_train_start_finish_save(env, apps):
     assert table(at, "run").iloc[0]["saved as"] == "my-mlp.pt"
     assert any(b.label == "Download checkpoint (.pt)" for b in at.get("download_button"))
     assert not any("set aside from the same photos" in c.value for c in at.caption)  # a built-in set's own split
+
+
+def test_another_net_brings_its_recipe_and_the_page_says_so(env, apps):
+    # The user set RMSprop and 5 epochs, then chose another net on Build: the settings became that
+    # net's recipe without a word before.
+    at = _train_page(apps, default_spec("lenet"), t_optimizer="rmsprop", t_epochs=5)
+    assert not any("recipe of the" in i.value for i in at.info)
+    at.session_state["spec"] = MLP  # what Build's "Use this net" does
+    at.run()
+    assert_clean(at)
+    assert any("now the recipe of the MLP" in i.value for i in at.info), [i.value for i in at.info]
+    mlp = recipe("mlp")
+    assert (at.selectbox(key="t_optimizer").value, at.number_input(key="t_epochs").value) == (mlp.optimizer, mlp.epochs)
+    at.run()
+    assert not any("recipe of the" in i.value for i in at.info)  # said once
 
 
 def test_a_save_never_replaces_another_checkpoint_unasked(env, apps):
@@ -181,13 +196,44 @@ def test_a_run_that_learnt_nothing_says_so_and_why(env, apps):
     (warning,) = [w.value for w in at.warning if "learnt nothing" in w.value]
     assert "a guess among 6 classes is right 17%" in warning and "SGD at 10" in warning, warning
     assert "too large" in warning or "overshoot" in warning
+    # The warning's remedy, "Reset to recipe", puts the recipe back into every setting.
+    button(at, "Reset to recipe").click()
+    at.run()
+    assert_clean(at)
+    usual = recipe("lenet")
+    assert (at.selectbox(key="t_optimizer").value, at.number_input(key="t_lr").value, at.number_input(key="t_epochs").value,
+            at.selectbox(key="t_schedule").value) == (usual.optimizer, usual.lr, usual.epochs, usual.schedule)
     # A run that learnt something says nothing of the kind.
+    at.selectbox(key="t_optimizer").set_value("sgd")
+    at.selectbox(key="t_schedule").set_value("constant")
+    at.toggle(key="t_augment").set_value(False)
+    at.number_input(key="t_epochs").set_value(2)
+    at.run()
     at.number_input(key="t_lr").set_value(0.01)
     at.run()
     button(at, "Start").click()
     at.run()
     wait_for_job(at)
     assert not [w for w in at.warning if "learnt nothing" in w.value]
+
+
+def test_the_default_mlp_learns_and_the_tutorials_says_why_it_does_not(env, apps):
+    # The tutorial's MLP (no batch norm) stays at chance on the built-in set under the recipe — every
+    # ReLU dead — and the old advice ("reset to the recipe") pointed at the settings already in use.
+    tutorial = _train_page(apps, MLP.replace(batchnorm=False), t_epochs=10)
+    button(tutorial, "Start").click()
+    tutorial.run()
+    wait_for_job(tutorial)
+    (warning,) = [w.value for w in tutorial.warning if "learnt nothing" in w.value]
+    assert "without batch norm" in warning and "Turn batch norm on" in warning, warning
+    # The default MLP has batch norm, and the same recipe teaches it.
+    assert MLP.batchnorm
+    default = _train_page(apps, MLP, t_epochs=10)
+    button(default, "Start").click()
+    default.run()
+    wait_for_job(default)
+    assert not [w for w in default.warning if "learnt nothing" in w.value]
+    assert default.session_state["job"].trainer.history.epochs[-1].test_acc > 0.5
 
 
 def test_train_diverging_learning_rate_ends_with_an_error(env, apps):

@@ -35,6 +35,7 @@ from core.checkpoint import (
     load_into,
     save_checkpoint,
 )
+from core.engine import evaluate
 from core.nets import FrozenBatchNorm2d, build_model, freeze_features
 from core.spec import ModelSpec
 from core.trainer import History, TrainConfig, Trainer
@@ -104,7 +105,7 @@ def test_save_load_round_trip(trained, tmp_path, tiny_dataset):
     assert history.step_losses == trained.history.step_losses and len(history.step_losses) == 6
     assert history.epochs == trained.history.epochs
     assert ckpt.dataset == {"key": "tiny", "title": tiny_dataset.title, "synthetic": True, "kind": "synthetic",
-                            "train": 48, "test": 24, "image_size": 16}
+                            "train": 48, "test": 24, "image_size": 16, "split_made": False}
     assert ckpt.preprocessing["channels"] == 1 and ckpt.preprocessing["size"] == 16
     assert ckpt.preprocessing["image_size"] == 16 and ckpt.image_size == 16 and ckpt.source == "run.pt"
     assert ckpt.origin == {"init_from": None, "freeze": "none", "new_head": False, "resumed_from": None}
@@ -136,6 +137,21 @@ def test_saved_mid_epoch_has_no_optimizer_state(tiny_dataset, tmp_path):
     ckpt = load_checkpoint(trainer.save(tmp_path / "mid.pt"))
     assert ckpt.optimizer_state is None
     assert len(ckpt.history["step_losses"]) == 2
+
+
+def test_a_checkpoint_saved_mid_epoch_states_its_own_weights_test_figures(tiny_dataset, tmp_path):
+    # Stopped a few steps into an epoch: the file's test accuracy is that of the weights it holds,
+    # as Predict's Evaluate measures them, not that of the last finished epoch.
+    trainer = Trainer(SPEC, tiny_dataset, CONFIG)
+    for _ in trainer.run(lambda: trainer.epoch == 1 and trainer.step == len(trainer.batches) + 2):
+        pass
+    assert not trainer.at_epoch_boundary
+    ckpt = load_checkpoint(trainer.save(tmp_path / "mid.pt"))
+    measured = evaluate(ckpt.model, trainer.x_test, trainer.y_test)
+    assert ckpt.metrics["test_acc"] == measured.accuracy and ckpt.metrics["test_loss"] == pytest.approx(measured.loss)
+    assert ckpt.metrics["steps"] == trainer.step and ckpt.metrics["epochs"] == 1
+    assert ckpt.metrics["test_acc"] != trainer.history.epochs[-1].test_acc or ckpt.metrics["test_loss"] != pytest.approx(
+        trainer.history.epochs[-1].test_loss)  # two steps moved the weights: the epoch's figures are not theirs
 
 
 @pytest.mark.parametrize("style", ["module", "sequential"])

@@ -415,7 +415,7 @@ def test_resume_extends_a_finished_run_and_says_where_it_came_from(trained, hand
         (["--model", "mlp", "--freeze", "features"], "--freeze needs --init-from CHECKPOINT"),
         (["--init-from", "{ckpt}", "--model", "resnet50"], "--model resnet50 conflicts with"),
         (["--init-from", "{ckpt}", "--channels", "1"], "--channels 1 conflicts with"),
-        (["--init-from", "{ckpt}", "--no-batchnorm", "--dropout", "0.5"], "--dropout 0.5 conflicts with"),
+        (["--init-from", "{ckpt}", "--batchnorm", "--dropout", "0.5"], "--dropout 0.5 conflicts with"),  # (batch norm agrees)
         (["--init-from", "{missing}"], "none.pt: file not found"),
         (["--resume", "{ckpt}", "--lr", "0.5"], "--lr 0.5: the saved run has lr 0.01"),
         (["--resume", "{ckpt}", "--augment"], "--augment: the saved run has augment False"),

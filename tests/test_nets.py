@@ -49,7 +49,7 @@ BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 # The tutorial's three nets with the parameter counts its notebooks print.
 TUTORIAL = {
-    "mlp": (default_spec("mlp", 2), 245_979),  # cat / non-cat, 12288-20-7-5-2
+    "mlp": (default_spec("mlp", 2).replace(batchnorm=False), 245_979),  # cat / non-cat, 12288-20-7-5-2, no BN
     "lenet": (default_spec("lenet", 6).replace(in_channels=1), 1_144_618),  # SIGNS, gray as the tutorial has it
     "resnet50": (default_spec("resnet50", 6), 23_546_886),  # SIGNS, RGB
 }
