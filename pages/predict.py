@@ -346,9 +346,9 @@ if stored and stored[0] == ckpt_id and stored[1] == key:
         wrong = report.misclassified[:24]
         st.markdown("**Misclassified images** (true → predicted, and how sure the net was of it)"
                     + (f" — the first {len(wrong)} of {len(report.misclassified)}" if len(wrong) < len(report.misclassified) else ""))
-        cols = st.columns(6)
-        for i, w in enumerate(wrong):
-            cols[i % 6].image(ds.x_test[w.index], caption=f"{w.true_label} → {w.predicted} ({w.confidence:.0%} sure)",
-                              width="stretch")
+        for row in range(0, len(wrong), 6):  # a row of columns at a time: a phone stacks them in reading order
+            for col, w in zip(st.columns(6), wrong[row:row + 6]):
+                col.image(ds.x_test[w.index], caption=f"{w.true_label} → {w.predicted} ({w.confidence:.0%} sure)",
+                          width="stretch")
         if not wrong:
             st.success("None — every test image is right.")

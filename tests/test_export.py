@@ -25,6 +25,7 @@ from PIL import Image
 
 import core.export as export_module
 from core.checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from core.codegen import generate_code
 from core.data import load_dataset
 from core.export import TOLERANCE, ExportError, export_bytes, main, write_export
 from core.inference import predict_image
@@ -261,6 +262,28 @@ def test_state_dict_loads_with_weights_only_into_the_net_rebuilt_from_the_spec(t
     x = net_inputs(spec, 4)
     with torch.no_grad():
         assert torch.equal(net(x), ckpt.model(x))
+
+
+@pytest.mark.parametrize("arch, style", [("mlp", "sequential"), ("lenet", "sequential"), ("resnet50", "module"),
+                                         ("lenet", "module")])
+def test_state_dict_loads_into_the_build_pages_code_without_torchlab(tmp_path, arch, style, capsys):
+    # The way out of TorchLab with nothing of it installed: the Build page's code for the net, and the
+    # exported weights loaded in order (the README's line). Names can differ — the generated code
+    # leaves out a dropout of 0 and names the ResNet's stages stage1–4 — order and shapes cannot.
+    spec = {"mlp": ModelSpec("mlp", 6, in_channels=3, input_size=16), "lenet": ModelSpec("lenet", 6, in_channels=3),
+            "resnet50": ModelSpec("resnet50", 6, in_channels=3, input_size=32)}[arch]
+    ckpt = make_checkpoint(tmp_path / "net.pt", spec, style)
+    assert main(["--checkpoint", str(tmp_path / "net.pt"), "--format", "state_dict", "--out", str(tmp_path / "w.pth")]) == 0
+    capsys.readouterr()
+    namespace: dict = {}
+    exec(generate_code(spec, style), namespace)  # what the user copied from the Build page
+    model = namespace["model"]
+    weights = torch.load(tmp_path / "w.pth", weights_only=True)
+    model.load_state_dict(dict(zip(model.state_dict(), weights.values())))
+    model.eval()
+    x = net_inputs(spec, 4)
+    with torch.no_grad():
+        assert torch.equal(model(x), ckpt.model(x))
 
 
 def test_full_is_the_complete_checkpoint_and_resumes_like_it(tmp_path, tiny_dataset):
