@@ -182,6 +182,10 @@ def _free_name(stem: str) -> str:
     return name
 
 
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100 * fraction
+
+
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return "estimating…"
@@ -427,15 +431,15 @@ if history:
     for r in history:
         m = r.metrics()
         table.append({
-            "run": r.name, "status": r.status, "epochs": m.get("epochs", 0), "train acc": m.get("train_acc"),
-            "test acc": m.get("test_acc"), "seconds": m.get("seconds", 0.0), "saved as": r.checkpoint or "",
+            "run": r.name, "status": r.status, "epochs": m.get("epochs", 0), "train acc": _percent(m.get("train_acc")),
+            "test acc": _percent(m.get("test_acc")), "seconds": m.get("seconds", 0.0), "saved as": r.checkpoint or "",
             "settings": r.config.describe(), "data": dataset_title(r.dataset),
         })
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "train acc": st.column_config.ProgressColumn(
-            format="percent", min_value=0, max_value=1,
+            format="%.1f %%", min_value=0, max_value=100,  # one decimal in every row
             help="Running accuracy over the last epoch's mini-batches, in train mode (augmented, with dropout)."),
-        "test acc": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+        "test acc": st.column_config.ProgressColumn(format="%.1f %%", min_value=0, max_value=100),
         "seconds": st.column_config.NumberColumn(format="%.1f"),
     })
 

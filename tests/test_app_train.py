@@ -1,8 +1,10 @@
 """The Train page."""
 from __future__ import annotations
 
+import json
 import time
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.capture import CaptureSet
@@ -45,6 +47,10 @@ def test_train_start_finish_save(env, apps):
     runs = table(at, "run")
     assert len(runs) == 1
     assert runs.iloc[0]["status"] == "finished" and runs.iloc[0]["epochs"] == 1
+    # Accuracies in percent, drawn with one decimal in every row (the "percent" format gave 43.8 %, 68.33 %, 70 %).
+    assert runs.iloc[0]["test acc"] == pytest.approx(100 * job.trainer.history.epochs[-1].test_acc)
+    columns = json.loads(next(d for d in at.dataframe if "run" in d.value.columns).proto.columns)
+    assert columns["test acc"]["type_config"]["format"] == columns["train acc"]["type_config"]["format"] == "%.1f %%"
     assert runs.iloc[0]["run"].startswith("#1 MLP")
     assert {"live_steps", "live_epochs", "compare", "confusion"} <= set(plotly_keys(at))
 
