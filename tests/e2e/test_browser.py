@@ -225,13 +225,14 @@ def test_build_follows_options(app, page, screenshot_dir):
     gray_params = int(metric(page, "Parameters").inner_text().replace(",", ""))
     assert gray_params < int(mlp_params.replace(",", ""))
     gray_codes = codes(page)
-    assert gray_codes != mlp_codes and all("BatchNorm" not in c for c in gray_codes)
+    assert gray_codes != mlp_codes and all("nn.BatchNorm1d" in c for c in gray_codes)  # the MLP's default has it
 
-    # Batch norm on: BatchNorm1d layers in both styles, and their parameters.
+    # Batch norm off, the tutorial's MLP: no BatchNorm1d in either style, and fewer parameters.
     main(page).get_by_test_id("stCheckbox").filter(has_text="Batch norm").get_by_text("Batch norm").click()
     wait_idle(page)
     expect(metric(page, "Parameters")).not_to_have_text(f"{gray_params:,}")
-    assert all("nn.BatchNorm1d" in c for c in codes(page))
+    assert int(metric(page, "Parameters").inner_text().replace(",", "")) == gray_params - 2 * (20 + 7 + 5)
+    assert all("BatchNorm" not in c for c in codes(page))
     assert_clean(page)
 
 
