@@ -228,7 +228,9 @@ with st.container(border=True):
     dropout = c5.slider("Dropout p", 0.0, 0.8, step=0.05, key="b_dropout",
                         help="Probability of zeroing each hidden activation while training (not in eval mode).")
     batchnorm = c6.toggle("Batch norm", key="b_batchnorm",
-                          help="Normalise each layer's activations over the mini-batch; usually trains faster.")
+                          help="Normalise each layer's activations over the mini-batch; usually trains faster. The "
+                               "tutorial's MLP has none — and without it, on raw pixels, it learns nothing on SIGNS "
+                               "(README, \"The nets\").")
     hidden_text = c7.text_input("Hidden sizes (MLP)", key="b_hidden", disabled=arch != "mlp",
                                 help="Comma-separated widths of the hidden layers; the tutorial uses 20, 7, 5.")
 
