@@ -227,13 +227,18 @@ def test_a_run_stopped_mid_epoch_saves_a_checkpoint_that_loads(app, page, photos
     assert whole_epochs == stopped_at // STEPS_PER_EPOCH, text
     assert shown == (whole_epochs + 1 if stopped_at % STEPS_PER_EPOCH else whole_epochs), text
 
+    # Saved under the name suggested, which no earlier session's checkpoint has (run numbers restart per session).
+    before = {p.name for p in app.checkpoint_dir.glob("*.pt")}
     button(page, "Save checkpoint").click()
-    expect(main(page).get_by_test_id("stAlertContentSuccess").filter(has_text="Saved")).to_contain_text(
-        "lenet-signs-run1.pt", timeout=60_000)
+    saved = main(page).get_by_test_id("stAlertContentSuccess").filter(has_text="Saved")
+    expect(saved).to_contain_text("lenet-signs-run1", timeout=60_000)
     assert_clean(page)
-    ckpt = load_checkpoint(app.checkpoint_dir / "lenet-signs-run1.pt")
-    assert ckpt.metrics["epochs"] == whole_epochs and ckpt.metrics["steps"] == whole_epochs * STEPS_PER_EPOCH
-    assert len(ckpt.history["step_losses"]) == stopped_at  # the weights after the last step taken
+    name = re.search(r"Saved (\S+\.pt)", saved.inner_text()).group(1)
+    assert name not in before, (name, before)
+    ckpt = load_checkpoint(app.checkpoint_dir / name)
+    # The epochs finished, and the test figures of the weights saved: those after the last step taken.
+    assert ckpt.metrics["epochs"] == whole_epochs and ckpt.metrics["steps"] == stopped_at
+    assert len(ckpt.history["step_losses"]) == stopped_at
     assert ckpt.optimizer_state is None  # mid-epoch: no resumable optimizer state is claimed
     assert predict_image(ckpt, photos[0][0].read_bytes(), name="hand.jpg").label in ckpt.classes
     assert_log_clean(app)
