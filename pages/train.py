@@ -205,6 +205,7 @@ if _gone:
 shown: Run | None = _linked or runs().current
 if shown is not None and (shown.id not in _known or shown.id == _adopted):  # another session's run, refreshed
     _show_settings_of(shown)
+    spec = current_spec()  # the run's net, for a run of a new net
 if shown is not None:
     show_run(shown)
 job: TrainingJob | None = shown.job if shown is not None else None

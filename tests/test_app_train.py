@@ -87,6 +87,25 @@ def test_another_net_brings_its_recipe_and_the_page_says_so(env, apps):
     assert not any("recipe of the" in i.value for i in at.info)  # said once
 
 
+def test_a_run_opened_by_its_address_shows_its_own_net_and_settings(env, apps):
+    # A refresh or a second tab is a new session on the run's URL: the form showed that session's
+    # defaults (LeNet, 40 epochs) beside the run, not the run's own net and settings.
+    one = _train_page(apps, MLP, t_optimizer="rmsprop", t_epochs=3)
+    button(one, "Start").click()
+    one.run()
+    wait_for_job(one)
+    run = one.session_state["runs"].current
+    two = apps("pages/train.py")  # another browser session, on the LeNet by default
+    assert two.number_input(key="t_epochs").value == recipe("lenet").epochs
+    two.query_params["run"] = run.id
+    two.run()
+    assert_clean(two)
+    assert two.session_state["runs"].current is run
+    assert two.session_state["spec"] == MLP
+    assert (two.selectbox(key="t_optimizer").value, two.number_input(key="t_epochs").value) == ("rmsprop", 3)
+    assert not any("recipe of the" in i.value for i in two.info)  # the run's settings stay; no recipe replaced them
+
+
 def test_a_save_never_replaces_another_checkpoint_unasked(env, apps):
     # Run numbers start at #1 in every session, so the suggested name of a new session's first run
     # was the name of the last session's first run: one click saved over a good net.
