@@ -144,6 +144,9 @@ class TrainingJob:
         if epochs and epochs[-1].step:
             per_step = sum(e.seconds for e in epochs) / epochs[-1].step
             eta = per_step * (t.total_steps - t.step)
+        elif self.running and (pace := t.epoch_pace()) is not None:  # the first epoch: from its steps so far
+            per_step, ips = pace
+            eta = per_step * (t.total_steps - t.step)
         return Progress(self.status, self.message, t.epoch, t.config.epochs, t.step, t.total_steps, ips, eta,
                         mid_epoch=not t.at_epoch_boundary)
 

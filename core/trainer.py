@@ -789,6 +789,15 @@ class Trainer:
         image, as prediction reads a net that :attr:`mirror_average`."""
         return evaluate(self.model, self.x_test, self.y_test, mirror=mirror)
 
+    def epoch_pace(self) -> tuple[float, float] | None:
+        """Seconds per step and images per second of the epoch under way, from its steps so far (on
+        the host's clock: a GPU's queued work is counted at the epoch's end); None before its
+        second step. For a first estimate while the first epoch of a slow net runs."""
+        steps, seconds, seen = self._batch, self._train_seconds, self._seen
+        if self._order is None or steps < 2 or seconds <= 0:
+            return None
+        return seconds / steps, seen / seconds
+
     def final_metrics(self) -> dict[str, Any]:
         """The last epoch's figures plus totals, for checkpoints and run lists."""
         with self.lock:

@@ -645,6 +645,27 @@ def test_evaluate_does_not_depend_on_the_batch_size(tiny_dataset):
 # --- background jobs ---------------------------------------------------------------------------
 
 
+def test_the_first_epoch_of_a_slow_net_already_gives_a_pace_and_an_estimate(tiny_dataset):
+    # A ResNet-50 epoch on a CPU takes a quarter of a minute: the bar read "estimating…" and no
+    # images/s until it ended. From the second step on, the steps so far give both.
+    trainer = Trainer(MLP_SPEC, tiny_dataset, cfg(epochs=2, batch_size=4))  # 12 steps an epoch
+    handle = throttle(trainer.model, 0.05)  # each step ≥ 50 ms
+    job = TrainingJob(trainer, "pace")
+    job.start()
+    try:
+        wait_until(lambda: trainer.step >= 1)
+        assert job.progress().eta_seconds is None  # one step says little (it carries the warm-up)
+        wait_until(lambda: trainer.step >= 3)
+        progress = job.progress()
+        assert not trainer.history_snapshot().epochs  # still the first epoch
+        left = trainer.total_steps - progress.step
+        assert progress.eta_seconds is not None and progress.eta_seconds >= 0.05 * left  # each step sleeps 50 ms
+        assert 0 < progress.images_per_second <= 4 / 0.05  # 4 images a step, a step ≥ 50 ms
+    finally:
+        job.stop()
+        handle.remove()
+
+
 def test_job_stops_mid_run_and_resumes_to_the_end(tiny_dataset):
     config = cfg(epochs=20, batch_size=8)  # 6 steps per epoch, 120 in all
     trainer = Trainer(MLP_SPEC, tiny_dataset, config)
