@@ -50,6 +50,10 @@ def photo_to_show(data: bytes, name: str):
     return image
 
 
+# Six bars need no zoom or pan, and on a phone the tool bar covered the chart's title.
+BARS_CONFIG = {"displayModeBar": False}
+
+
 def probability_chart(probabilities: dict[str, float], label: str):
     """The softmax probability of each class as bars, the predicted one in the accent colour."""
     labels = list(probabilities)
@@ -128,7 +132,8 @@ def live_answer(processor: LiveVideo | None) -> None:
                   "the camera, only the newest frame is read and the ones in between are skipped; while a "
                   "training run computes, frames take turns with its steps and keep to a quarter of the time.")
     c.image(result.seen, width=96, caption="What the net sees")
-    st.plotly_chart(probability_chart(result.probabilities, result.label), width="stretch", key="p_live_probs")
+    st.plotly_chart(probability_chart(result.probabilities, result.label), width="stretch", key="p_live_probs",
+                    config=BARS_CONFIG)
     if result.method:
         st.caption(f"Overlay: {result.method} for class {result.label}, bright = where the net found evidence for it.")
     waited = f" · waited {result.waited * 1000:.0f} ms for its turn" if result.waited >= 0.001 else ""
@@ -308,7 +313,8 @@ else:
                    delta_arrow="off", help=f"{CONFIDENCE_NOTE}\n\n{MIRROR_NOTE}" if pred.mirrored else CONFIDENCE_NOTE)
         if pred.mirrored:
             mid.caption("Read with its mirror image too (the ? beside the answer says why).")
-        right.plotly_chart(probability_chart(pred.probabilities, pred.label), width="stretch", key="probs")
+        right.plotly_chart(probability_chart(pred.probabilities, pred.label), width="stretch", key="probs",
+                           config=BARS_CONFIG)
         # A net trained on one set of photos misreads hands unlike them; the dependable remedy is the user's own.
         right.page_link("pages/data.py", label="Wrong? Teach it your hand on the Data page", icon=":material/back_hand:")
         look_inside(ckpt, image_file.getvalue(), image_file.name, pred.label)

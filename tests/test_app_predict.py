@@ -101,6 +101,8 @@ def test_predict_a_photo(predict):
     at.file_uploader(key="p_photo").set_value(("hand.jpg", hand_photo(480), "image/jpeg"))
     at.run()
     _assert_prediction(at, tuple("012345"))
+    bars = next(c for c in at.get("plotly_chart") if c.key == "probs")
+    assert json.loads(bars.proto.config)["displayModeBar"] is False  # a phone's tool bar covered the title
     captions = [c for im in at.image for c in im.captions]
     assert "Your photo" in captions and "What the net sees: 64×64, RGB" in captions
     # a wrong answer points to the remedy: the user's own photos
