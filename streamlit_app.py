@@ -497,6 +497,9 @@ def device_options() -> list[str]:
 def main() -> None:
     import streamlit_app as shell  # the module the pages import: its state lasts as long as the process
 
+    # The tab's icon is ours before the navigation names a page: a page's material icon would be the
+    # favicon, fetched from Google's font server (a request to the internet on every page, offline or not).
+    st.set_page_config(page_icon="🔥")
     nav = st.navigation([st.Page(str(ROOT / p), title=t, icon=i, default=(p == PAGES[0][0])) for p, t, i in PAGES])
     nav.run()
     shell.start_warm_up()  # after the page: the import would compete with it for the GIL

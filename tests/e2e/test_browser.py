@@ -384,3 +384,16 @@ def test_overview_screenshot(app, page, screenshot_dir):
     expect(main(page).get_by_test_id("stDataFrame")).to_be_visible()
     assert_clean(page)
     screenshot(page, screenshot_dir / "overview.png")
+
+
+def test_no_page_asks_the_internet_for_anything(app, page):
+    # The app works offline and keeps the user's photos on their machine; a page's material icon used
+    # to become the tab's favicon, fetched from Google's font server on every page.
+    outside = []
+    page.on("request", lambda r: outside.append(r.url)
+            if r.url.startswith(("http:", "https:", "ws:", "wss:")) and not r.url.startswith(app.url) else None)
+    for path, title in (("/", "TorchLab"), ("/data", "Data"), ("/build", "Build a net"), ("/train", "Train"),
+                        ("/predict", "Predict")):
+        open_page(page, app, path, title)
+        page.wait_for_timeout(1000)  # (icons and fonts load after the title)
+    assert outside == []
