@@ -301,10 +301,11 @@ def _train(args: argparse.Namespace, trainer: Trainer, dataset_arg: str) -> int:
     log(f"saved {out}")
     if stopped and trainer.at_epoch_boundary:
         log(f"stopped after epoch {trainer.epoch} of {config.epochs}: continue with python -m core.train --resume {out}")
-    elif stopped:
-        log(f"stopped inside epoch {trainer.epoch + 1} (step {trainer.step}): the file holds the weights of that step "
-            f"and the figures of epoch {trainer.epoch}; it predicts, but a run continues only from an epoch's end")
-    m = trainer.final_metrics()
+    m = trainer.checkpoint_metrics()  # as the file records them
+    if stopped and not trainer.at_epoch_boundary:
+        log(f"stopped inside epoch {trainer.epoch + 1} (step {trainer.step}): the file holds the weights of that step, "
+            f"test accuracy {m['test_acc']:.1%} measured on them; it predicts, but a run continues only from an "
+            "epoch's end")
     epochs_run = max(1, m["epochs"] - start_epoch)  # this invocation's (a resumed run's history holds more)
     result = {
         "dataset": dataset_arg,
@@ -315,13 +316,13 @@ def _train(args: argparse.Namespace, trainer: Trainer, dataset_arg: str) -> int:
         "parameters": trainer.parameters,
         "trainable_parameters": trainer.trainable_parameters,
         "epochs": m["epochs"],
-        "train_loss": m["train_loss"],
-        "train_acc": m["train_acc"],
-        "test_loss": m["test_loss"],
-        "test_acc": m["test_acc"],
+        "train_loss": m.get("train_loss"),  # (none before a first finished epoch)
+        "train_acc": m.get("train_acc"),
+        "test_loss": m.get("test_loss"),
+        "test_acc": m.get("test_acc"),
         "seconds": seconds,
         "seconds_per_epoch": seconds / epochs_run,
-        "images_per_second": m["images_per_second"],  # over all processes
+        "images_per_second": m.get("images_per_second"),  # over all processes
         "device": str(trainer.device),
         "world_size": trainer.world,
         "global_batch": trainer.batch_size * trainer.world,

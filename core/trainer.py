@@ -789,6 +789,16 @@ class Trainer:
         image, as prediction reads a net that :attr:`mirror_average`."""
         return evaluate(self.model, self.x_test, self.y_test, mirror=mirror)
 
+    def checkpoint_metrics(self) -> dict[str, Any]:
+        """The figures a checkpoint saved now records: the last finished epoch's, and inside an epoch
+        the test loss and accuracy of the weights as they are (the last epoch's are not theirs:
+        Predict showed one figure and measured another)."""
+        metrics = self.final_metrics()
+        if self.world == 1 and not self.at_epoch_boundary:
+            now = self.evaluate_test()
+            metrics.update(test_loss=now.loss, test_acc=now.accuracy, steps=self.step)
+        return metrics
+
     def epoch_pace(self) -> tuple[float, float] | None:
         """Seconds per step and images per second of the epoch under way, from its steps so far (on
         the host's clock: a GPU's queued work is counted at the epoch's end); None before its
@@ -863,12 +873,7 @@ class Trainer:
         if self.diverged:
             raise CheckpointError(f"not saved: {self.diverged}")
         d = self.dataset
-        metrics = self.final_metrics()
-        if self.world == 1 and not self.at_epoch_boundary:
-            # Saved inside an epoch: the test figures are those of the weights saved, which the
-            # last finished epoch's are not (Predict showed one figure and measured another).
-            now = self.evaluate_test()
-            metrics.update(test_loss=now.loss, test_acc=now.accuracy, steps=self.step)
+        metrics = self.checkpoint_metrics()
         return save_checkpoint(
             path,
             self.model,

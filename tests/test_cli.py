@@ -482,7 +482,11 @@ def test_a_second_ctrl_c_stops_after_the_step(tmp_path):
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["stopped"] is True and "stopped inside epoch" in result.stderr
-    assert load_checkpoint(out).optimizer_state is None  # the weights of that step: to predict with, not resume
+    saved = load_checkpoint(out)
+    assert saved.optimizer_state is None  # the weights of that step: to predict with, not resume
+    # The line, the JSON and the file give one test figure: that of the weights saved.
+    assert summary["test_acc"] == saved.metrics["test_acc"]
+    assert f"test accuracy {saved.metrics['test_acc']:.1%} measured on them" in result.stderr
 
 
 def test_a_third_ctrl_c_aborts_without_a_traceback_and_saves_nothing(tmp_path, monkeypatch, capsys):
