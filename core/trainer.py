@@ -309,9 +309,9 @@ class Trainer:
     device. ``pad_batches`` gives every batch one shape: a short last batch is filled up with
     images from the start of the epoch's order, masked out of the loss and the accuracy (they do
     take part in a training-mode batch norm's statistics). Where a step leaves a core free
-    (:func:`spare_core`), the compute turns let two in at once and no other run goes on, the next batch is augmented on a worker thread
-    while the step runs (:attr:`augment_ahead`): the same draws in the same order, so the run is
-    the same bit for bit.
+    (:func:`spare_core`), the compute turns let two in at once and no other run goes on, the next
+    batch is augmented on a worker thread while the step runs (:attr:`augment_ahead`): the same
+    draws in the same order, so the run is the same bit for bit.
 
     With ``dist`` (one process of a ``torchrun`` launch, its process group started) every process
     draws the same seeded order, cuts it into global batches of ``batch_size`` × processes and

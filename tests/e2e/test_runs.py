@@ -38,13 +38,17 @@ def wait_training(page, after_step: int = -1) -> int:
                     f"the step count to pass {after_step}", poll_s=0.2)
 
 
+def start_long_run(app, new_page) -> tuple:
+    """A new tab on the Train page with a run far longer than the test going: (page, step, run id)."""
+    page = new_page()
+    open_page(page, app, "/train", "Train")
+    set_number(page, "Epochs", str(EPOCHS))
+    button(page, "Start").click()
+    return page, wait_training(page), run_id(page)
+
+
 def test_a_refresh_and_a_second_tab_reattach_to_the_live_run(app, new_page):
-    a = new_page()
-    open_page(a, app, "/train", "Train")
-    set_number(a, "Epochs", str(EPOCHS))
-    button(a, "Start").click()
-    step = wait_training(a)
-    run = run_id(a)
+    a, step, run = start_long_run(app, new_page)
 
     # A refresh: a new browser session on the same URL shows the same run, still going.
     a.reload()
@@ -95,12 +99,7 @@ def test_a_refresh_and_a_second_tab_reattach_to_the_live_run(app, new_page):
 def test_a_refresh_on_another_page_keeps_the_run(app, new_page):
     # The user starts a run, looks at another page, refreshes there (a new session), and comes back:
     # the run is still going and still theirs, rather than stopping unwatched 30 s later.
-    a = new_page()
-    open_page(a, app, "/train", "Train")
-    set_number(a, "Epochs", str(EPOCHS))
-    button(a, "Start").click()
-    step = wait_training(a)
-    run = run_id(a)
+    a, step, run = start_long_run(app, new_page)
     a.get_by_test_id("stSidebarNav").get_by_role("link", name="Predict").click()
     expect(a.locator("h1").first).to_contain_text("Predict", timeout=RENDER_TIMEOUT)
     wait_for(lambda: f"run={run}" in a.url, 30, "the Predict page's URL to name the run")
