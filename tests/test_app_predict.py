@@ -103,6 +103,8 @@ def test_predict_a_photo(predict):
     _assert_prediction(at, tuple("012345"))
     bars = next(c for c in at.get("plotly_chart") if c.key == "probs")
     assert json.loads(bars.proto.config)["displayModeBar"] is False  # a phone's tool bar covered the title
+    # Class names are labels: as numbers, Plotly labelled only 0, 2 and 4 and the answer "5" had none.
+    assert json.loads(bars.proto.spec)["layout"]["xaxis"]["type"] == "category"
     captions = [c for im in at.image for c in im.captions]
     assert "Your photo" in captions and "What the net sees: 64×64, RGB" in captions
     # a wrong answer points to the remedy: the user's own photos
