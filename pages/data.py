@@ -257,10 +257,11 @@ with st.container(border=True):
     if "d_saved" in st.session_state:
         st.session_state.pop("d_replace", None)  # a replace is ticked for one save, never left armed
     try:
-        taken = user_set_path(name, data_dir()) if name else None
+        target_path = user_set_path(name, data_dir()) if name else None
     except DatasetError:
-        taken = None  # the save below says what is wrong with the name
-    if taken is not None and taken.exists():
+        target_path = None  # the save below says what is wrong with the name
+    taken = target_path if target_path is not None and target_path.exists() else None
+    if taken is not None:
         old = next((p for p in peeks if p.path is not None and Path(p.path).resolve() == taken.resolve()), None)
         size = f"{old.n_train + old.n_test:,} photos" if old is not None else "a folder"
         replace = n2.checkbox(f"Replace it ({size}, deleted)", key="d_replace",
@@ -273,7 +274,7 @@ with st.container(border=True):
         replace = False
     problems = cs.problems()
     if n3.button("Save data set", type="primary", icon=":material/save:",
-                 disabled=bool(problems) or not name or (taken is not None and taken.exists() and not replace),
+                 disabled=bool(problems) or not name or (taken is not None and not replace),
                  width="stretch"):
         try:
             folder = cs.save(name, data_dir(), overwrite=replace)
