@@ -102,7 +102,7 @@ def train_base(data_dir: str | None, device: str, save_to: str | None, channels:
         raise BenchError(f"no base checkpoint given and the real SIGNS files cannot be read ({e}) — "
                          "set TORCHLAB_DATA_DIR or --data-dir to the folder holding signs/, "
                          "or give a SIGNS-trained checkpoint with --checkpoint") from None
-    config = recipe("lenet").replace(device=device, augmentation=augmentation)
+    config = recipe("lenet", signs.classes).replace(device=device, augmentation=augmentation)
     if epochs:
         config = config.replace(epochs=epochs)
     spec = default_spec("lenet", signs.num_classes)

@@ -77,7 +77,7 @@ def robustness(trainer: Trainer, dataset) -> dict[str, float]:
 
 
 def time_to_accuracy(arch: str, dataset, epochs: int | None) -> dict:
-    config = recipe(arch)
+    config = recipe(arch, dataset.classes)
     if epochs:
         config = config.replace(epochs=epochs)
     trainer = Trainer(default_spec(arch, dataset.num_classes), dataset, config)

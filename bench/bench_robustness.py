@@ -8,11 +8,12 @@ other people's hands in ordinary rooms; overall, without class "3", whose finger
 differs from SIGNS', and per class). Every generated image is written as a file (PNG, or JPEG
 where compression is the condition) and read back through ``core.preprocess``, the app's photo path.
 
-Trains the default recipe (``core.trainer.recipe`` + ``core.augment.augment_for``) for each seed, or
+Trains the default recipe for SIGNS (``core.trainer.recipe`` + ``core.augment.augment_for``; the
+LeNet's adds generated hands) for each seed, or
 measures saved checkpoints, and prints one table: condition → accuracy (mean over seeds, min–max).
 
     python bench/bench_robustness.py [--model lenet|resnet50] [--seeds 0 1 2] [--epochs N]
-        [--channels 1|3] [--augmentation PRESET] [--legacy-augment] [--checkpoint PATH ...]
+        [--channels 1|3] [--augmentation PRESET] [--generated-hands N] [--other-threes SHARE] [--legacy-augment] [--checkpoint PATH ...]
         [--threads N] [--data-dir DIR] [--json out.json]
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import core.data  # noqa: E402
 from core.augment import AUGMENTATIONS, AugmentConfig, background_mask  # noqa: E402
 from core.checkpoint import load_checkpoint  # noqa: E402
 from core.data import DatasetError, load_dataset, resolve_data_dir  # noqa: E402
@@ -212,8 +214,12 @@ def measure(model: torch.nn.Module, device: torch.device, conds: dict[str, torch
 
 
 def train_one(arch: str, channels: int, seed: int, epochs: int | None, dataset, legacy: bool,
-              augmentation: str = "standard") -> tuple[torch.nn.Module, dict]:
-    config = recipe(arch).replace(seed=seed, augmentation=augmentation)
+              augmentation: str | None = None, generated_hands: int | None = None) -> tuple[torch.nn.Module, dict]:
+    config = recipe(arch, dataset.classes).replace(seed=seed)
+    if augmentation:
+        config = config.replace(augmentation=augmentation)
+    if generated_hands is not None:
+        config = config.replace(generated_hands=generated_hands)
     if epochs:
         config = config.replace(epochs=epochs)
     trainer = Trainer(default_spec(arch, dataset.num_classes).replace(in_channels=channels), dataset, config)
@@ -240,14 +246,21 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--channels", type=int, choices=[1, 3], help="override the spec's input channels")
-    p.add_argument("--augmentation", choices=list(AUGMENTATIONS), default="standard",
-                   help="the augmentation preset to train with (core.augment.AUGMENTATIONS)")
+    p.add_argument("--augmentation", choices=list(AUGMENTATIONS),
+                   help="the augmentation preset to train with (core.augment.AUGMENTATIONS; default: the recipe's)")
+    p.add_argument("--generated-hands", type=int, metavar="N",
+                   help="generated hands trained on beside SIGNS' photos (default: the recipe's)")
+    p.add_argument("--other-threes", type=float, metavar="SHARE",
+                   help=f"share of the generated 3s shown with index, middle and ring finger "
+                        f"(default {core.data.GENERATED_OTHER_THREES})")
     p.add_argument("--legacy-augment", action="store_true", help="train with the augmentation before issue 11")
     p.add_argument("--checkpoint", nargs="+", help="measure saved checkpoints instead of training")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--data-dir")
     p.add_argument("--json", help=f"default {RESULTS}/robustness-<model>[-<augmentation>][-rgb].json")
     args = p.parse_args()
+    if args.other_threes is not None:
+        core.data.GENERATED_OTHER_THREES = args.other_threes  # read by core.data.generated_hands at each call
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -272,7 +285,8 @@ def main() -> None:
         spec = default_spec(arch, dataset.num_classes)
         channels = args.channels or spec.in_channels
         for seed in args.seeds:
-            model, info = train_one(arch, channels, seed, args.epochs, dataset, args.legacy_augment, args.augmentation)
+            model, info = train_one(arch, channels, seed, args.epochs, dataset, args.legacy_augment, args.augmentation,
+                                    args.generated_hands)
             runs.append((model, info, channels, spec.input_size))
 
     web_root = data_dir / "webcam-hands"
@@ -288,8 +302,12 @@ def main() -> None:
 
     machine = f"{platform.machine()}, {describe_device(device)}, torch {torch.__version__}"
     label = args.model if not args.checkpoint else "checkpoint"
-    augmentation = "legacy" if args.legacy_augment else args.augmentation
-    print(f"\nRobustness of {label} ({augmentation} augmentation), "
+    used = recipe(args.model, dataset.classes)
+    augmentation = "legacy" if args.legacy_augment else args.augmentation or used.augmentation
+    generated = 0 if args.checkpoint else used.generated_hands if args.generated_hands is None else args.generated_hands
+    threes = core.data.GENERATED_OTHER_THREES
+    extra = f", + {generated:,} generated hands ({threes:.0%} of 3s the other way)" if generated else ""
+    print(f"\nRobustness of {label} ({augmentation} augmentation{extra}), "
           f"{len(rows)} run(s) — {machine}")
     print(f"{'condition':<36} {'accuracy':>22}")
     for name in rows[0]["conditions"]:
@@ -310,11 +328,13 @@ def main() -> None:
         print("cluttered background: cat/non-cat photos not found, procedural scenes used instead")
 
     suffix = "" if augmentation == "standard" or args.checkpoint else f"-{augmentation}"
+    suffix += f"-gen{generated}" + (f"-threes{threes:g}" if threes != 0.5 else "") if generated else ""
     suffix += "-rgb" if not args.checkpoint and args.channels == 3 else ""
     out = Path(args.json) if args.json else RESULTS / f"robustness-{label}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "model": label, "legacy_augment": args.legacy_augment,
-                               "augmentation": augmentation, "threads": torch.get_num_threads(), "runs": rows}, indent=2))
+                               "augmentation": augmentation, "generated_hands": generated, "other_threes": threes if generated else None,
+                               "threads": torch.get_num_threads(), "runs": rows}, indent=2))
     print(f"wrote {out}")
 
 

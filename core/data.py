@@ -39,6 +39,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "datasets"
 SYNTHETIC_SEED = 0
 SYNTHETIC_SIZES = (1200, 120)  # train, test
+# Of generated hands trained on beside real photos, the share of 3s shown with index, middle and ring
+# finger (SIGNS shows thumb, index and middle): measured, README "Robustness".
+GENERATED_OTHER_THREES = 0.5
 DEFAULT_IMAGE_SIZE = 64  # the tutorial's side; image folders are made at it unless told otherwise
 KINDS = ("synthetic", "hdf5", "folder")
 
@@ -483,6 +486,32 @@ def _error_text(e: BaseException) -> str:
     if isinstance(e, OSError):
         return f"{e.filename or 'a file'}: could not be read ({e.strerror or e})"
     return f"could not be read ({type(e).__name__}: {e})"
+
+
+def shows_finger_counts(classes: Sequence[str]) -> bool:
+    """Whether a data set's classes are the finger counts 0–5 (in any order), as SIGNS' are."""
+    from core.synthetic import SYNTHETIC_CLASSES
+
+    return len(classes) == len(SYNTHETIC_CLASSES) and set(map(str, classes)) == set(SYNTHETIC_CLASSES)
+
+
+def generated_hands(dataset: Dataset, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` generated finger-count hands to train on beside ``dataset``'s own training images:
+    uint8 images at its size and labels in its class order; half the 3s shown the other common way.
+
+    The same ``n`` and ``seed`` give the same images, so a resumed run trains on the same ones.
+    Raises :class:`DatasetError` unless the data set's classes are the finger counts 0–5.
+    """
+    from core.synthetic import SYNTHETIC_CLASSES, generate_finger_set
+
+    if not shows_finger_counts(dataset.classes):
+        raise DatasetError(
+            f"generated hands show 0–5 raised fingers, and {dataset.title} has other classes "
+            f"({', '.join(dataset.classes)}): set generated hands to 0 for it"
+        )
+    x, y, _, _ = generate_finger_set(n, 0, seed=seed, size=dataset.image_size, other_threes=GENERATED_OTHER_THREES)
+    relabel = np.array([dataset.classes.index(c) for c in SYNTHETIC_CLASSES], dtype=np.int64)
+    return x, relabel[y]
 
 
 @lru_cache(maxsize=1)

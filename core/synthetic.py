@@ -2,7 +2,9 @@
 
 A fresh machine has no copy of the tutorial's SIGNS files, so the app ships this stand-in with the
 same schema and classes: ``N×64×64×3`` uint8 RGB images of one hand, labelled 0–5 by the number of
-raised fingers, one pose per count as in SIGNS. Each hand is a palm, a forearm and five capsules
+raised fingers, one pose per count as in SIGNS. The same renderer makes the generated hands the
+LeNet's recipe trains on beside real photos (:func:`core.data.generated_hands`), where a share of
+the 3s is shown the other common way (``other_threes``). Each hand is a palm, a forearm and five capsules
 (thumb and four fingers); a raised digit is a long capsule, a folded one a short knuckle lying over
 the palm. Tilt, position, size, proportions, handedness, skin tone, wall, shadow, lighting and
 sensor noise all vary, tuned so the set stays learnable by the app's LeNet-5 from 1,200 images
@@ -36,6 +38,9 @@ _RAISED = np.array(
     ],
     dtype=bool,
 )
+# The other common way to show three: index, middle and ring finger, the thumb holding the pinky
+# down. SIGNS never shows it; many people do (README, "Robustness").
+_RAISED_THREE_OTHER = np.array([0, 1, 1, 1, 0], dtype=bool)
 
 # Hand geometry in "hand units" (a palm is about 0.9 wide), palm centre at the origin, fingers
 # pointing to +y. Index first, so the thumb sits on the -x side before mirroring.
@@ -90,29 +95,37 @@ _CHUNK = 32
 
 
 def generate_finger_set(
-    n_train: int = 1200, n_test: int = 120, seed: int = 0, size: int = 64
+    n_train: int = 1200, n_test: int = 120, seed: int = 0, size: int = 64, other_threes: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Generate a finger-count hand-sign set in the SIGNS schema.
 
     Returns ``x_train`` (``n_train×size×size×3`` uint8 RGB), ``y_train`` (int64 in 0..5),
     ``x_test`` and ``y_test``. Classes are balanced (counts differ by at most one). The two splits
     come from independent child streams of ``seed``, so they are disjoint draws and the train
-    split does not change when ``n_test`` does.
+    split does not change when ``n_test`` does. ``other_threes`` is the share of the 3s shown the
+    other common way (index, middle and ring finger instead of SIGNS' thumb, index and middle);
+    at 0 the set is the same, byte for byte, as without it.
     """
     if n_train < 0 or n_test < 0:
         raise ValueError(f"split sizes must be non-negative, got {n_train} and {n_test}")
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
+    if not 0.0 <= other_threes <= 1.0:
+        raise ValueError(f"other_threes is a share in 0–1, got {other_threes}")
     train_seq, test_seq = np.random.SeedSequence(seed).spawn(2)
-    x_train, y_train = _generate_split(np.random.default_rng(train_seq), n_train, size)
-    x_test, y_test = _generate_split(np.random.default_rng(test_seq), n_test, size)
+    x_train, y_train = _generate_split(np.random.default_rng(train_seq), n_train, size, other_threes)
+    x_test, y_test = _generate_split(np.random.default_rng(test_seq), n_test, size, other_threes)
     return x_train, y_train, x_test, y_test
 
 
-def _generate_split(rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _generate_split(rng: np.random.Generator, n: int, size: int,
+                    other_threes: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` balanced labels and render one image for each."""
     labels = rng.permutation(np.arange(n) % len(SYNTHETIC_CLASSES)).astype(np.int64)
-    hands = _sample_hands(rng, labels, size)
+    raised = _RAISED[labels]  # a copy: the poses of this split
+    if other_threes > 0:  # drawn only then, so the default set's stream is unchanged
+        raised[(labels == 3) & (rng.random(n) < other_threes)] = _RAISED_THREE_OTHER
+    hands = _sample_hands(rng, raised, size)
     walls = _sample_walls(rng, n, hands["skin"] @ _LUMA)
     shadows = _sample_shadows(rng, n, size)
     cameras = _sample_cameras(rng, n)
@@ -147,16 +160,17 @@ def _rotate(x: np.ndarray, y: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray
     return c * x - s * y, s * x + c * y
 
 
-def _sample_hands(rng: np.random.Generator, labels: np.ndarray, size: int) -> dict[str, np.ndarray]:
-    """Sample shape, pose, placement and skin for each label, in pixel coordinates.
+def _sample_hands(rng: np.random.Generator, raised: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """Sample shape, pose, placement and skin for each hand (``raised``: ``n×5``, which digits are
+    up), in pixel coordinates.
 
     Returns ``seg`` (``n×6×5`` capsules ``(ax, ay, bx, by, r)``: forearm, thumb, index, middle,
     ring, pinky), ``palm`` (``n×6`` rounded boxes ``(cx, cy, angle, half_w, half_h, corner)``)
     and ``skin`` (``n×3`` RGB).
     """
-    n = len(labels)
+    n = len(raised)
     width = rng.uniform(0.9, 1.12, n)  # per-hand proportions, so hands differ in more than scale
-    seg = _hand_parts(rng, _RAISED[labels], width)
+    seg = _hand_parts(rng, raised, width)
     # Left and right hands: mirror about the hand's long axis; then tilt the whole hand.
     seg[:, :, [0, 2]] *= np.where(rng.random(n) < _MIRROR_P, -1.0, 1.0)[:, None, None]
     tilt = np.clip(rng.normal(0.0, _TILT_SD_DEG, n), -_MAX_TILT_DEG, _MAX_TILT_DEG)

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the recipe's (LeNet mixed, other nets standard, mirrored with --init-from); "
                         "standard: best on SIGNS; webcam: reads more webcam photos of other hands; mixed: webcam "
                         "on 70 %% of each batch; mirrored: standard with half the images mirrored")
+    p.add_argument("--generated-hands", type=int, metavar="N",
+                   help="generated finger-count hands added to the training photos, for data sets of classes 0–5 "
+                        "(default: the recipe's — the LeNet's 1200 for such sets, else 0)")
     p.add_argument("--batch-size", type=int, help="0 = full batch")
     p.add_argument("--epochs", type=int, help="with --resume: more than the run's own extends a finished run")
     p.add_argument("--seed", type=int)
@@ -115,7 +118,7 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "optimizer": args.optimizer, "lr": args.lr, "schedule": args.schedule, "momentum": args.momentum,
         "alpha": args.alpha, "betas": tuple(args.betas) if args.betas else None,
         "weight_decay": args.weight_decay, "augment": args.augment, "augmentation": args.augmentation,
-        "batch_size": args.batch_size,
+        "generated_hands": args.generated_hands, "batch_size": args.batch_size,
         "epochs": args.epochs, "seed": args.seed, "device": args.device, "precision": args.precision,
         "cuda_graph": args.cuda_graph,
     }
@@ -164,7 +167,7 @@ def _new_trainer(args: argparse.Namespace, dist: Dist | None = None) -> tuple[Tr
         config = finetune_recipe(arch, len(dataset.x_train)).replace(**overrides)
         spec = None  # the checkpoint's
     else:
-        config = recipe(arch).replace(**overrides)
+        config = recipe(arch, dataset.classes).replace(**overrides)
         spec = default_spec(arch, dataset.num_classes)
         spec_changes = {"dropout": args.dropout, "batchnorm": args.batchnorm, "in_channels": args.channels}
         spec = spec.replace(**{k: v for k, v in spec_changes.items() if v is not None})

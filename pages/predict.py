@@ -33,7 +33,7 @@ def train_default() -> Path:
     """One click: the default LeNet recipe on the best hand data here, saved as a checkpoint."""
     key = best_hand_dataset(data_dir())
     ds = get_dataset(key, data_dir())
-    trainer = Trainer(default_spec("lenet", ds.num_classes), ds, recipe("lenet"))
+    trainer = Trainer(default_spec("lenet", ds.num_classes), ds, recipe("lenet", ds.classes))
     bar = st.progress(0.0, text="Training the default LeNet…")
     for event in trainer.run():
         if isinstance(event, EpochEvent):

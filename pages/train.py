@@ -10,7 +10,9 @@ from core.inference import confusion_matrix
 from core.augment import AUGMENTATIONS
 from core.jobs import RUNNING, STOPPING, Run, TrainingJob
 from core.spec import ARCHS
-from core.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, finetune_recipe, recipe
+from core.data import shows_finger_counts
+from core.synthetic import SYNTHETIC_CLASSES
+from core.trainer import MAX_GENERATED_HANDS, OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, finetune_recipe, recipe
 from streamlit_app import (
     SAME_SITTING_NOTE, current_dataset_key, current_spec, data_dir, dataset_peeks, dataset_title, datasets_here, device_options,
     export_downloads, get_checkpoint, get_dataset, get_peek, newest_first, page_setup, plotting, run_from_url, runs,
@@ -26,6 +28,7 @@ FREEZE_LABELS = {"none": "all layers", "features": "the last layers only"}
 # The settings' widget keys and the TrainConfig fields they hold (Adam's betas are two widgets).
 WIDGETS = {"t_optimizer": "optimizer", "t_lr": "lr", "t_momentum": "momentum", "t_alpha": "alpha", "t_wd": "weight_decay",
            "t_schedule": "schedule", "t_augment": "augment", "t_augmentation": "augmentation", "t_batch": "batch_size",
+           "t_generated": "generated_hands",
            "t_epochs": "epochs", "t_seed": "seed", "t_beta1": None, "t_beta2": None}
 OPTIMIZER_WIDGETS = ("t_momentum", "t_alpha", "t_beta1", "t_beta2")
 RECOMMENDED_FREEZE = "features"  # as accurate as all layers and faster: README, "Fine-tuning"
@@ -37,7 +40,8 @@ go, make_subplots = plotting()
 def _load_recipe(arch: str, finetune: bool = False, n_train: int | None = None) -> None:
     """Put the default recipe for ``arch`` (or its fine-tuning recipe, which depends on the size of
     the training split ``n_train``) into the widgets."""
-    cfg = finetune_recipe(arch, n_train) if finetune else recipe(arch)
+    # A new net's recipe as it is for hand signs: the page turns generated hands off for other data.
+    cfg = finetune_recipe(arch, n_train) if finetune else recipe(arch, SYNTHETIC_CLASSES)
     st.session_state.update({key: getattr(cfg, name) for key, name in WIDGETS.items() if name})
     st.session_state.update({"t_beta1": cfg.betas[0], "t_beta2": cfg.betas[1], "t_recipe_for": _recipe_key(arch, finetune)})
 
@@ -79,10 +83,12 @@ def _recipe_key(arch: str, finetune: bool) -> str:
     return f"finetune:{arch}" if finetune else arch
 
 
-def _config_from_widgets() -> TrainConfig:
+def _config_from_widgets(finger_counts: bool) -> TrainConfig:
+    """The settings as the widgets show them; generated hands only for a data set of finger counts."""
     s = st.session_state
-    return TrainConfig(**{name: s[key] for key, name in WIDGETS.items() if name},
-                       betas=(float(s["t_beta1"]), float(s["t_beta2"])), device=s["t_device"])
+    config = TrainConfig(**{name: s[key] for key, name in WIDGETS.items() if name},
+                         betas=(float(s["t_beta1"]), float(s["t_beta2"])), device=s["t_device"])
+    return config if finger_counts else config.replace(generated_hands=0)
 
 
 def _new_trainer(start: str, spec, dataset, config: TrainConfig, ckpt: Checkpoint | None, freeze: str) -> Trainer:
@@ -157,7 +163,8 @@ def _warn_if_it_learnt_nothing(run: Run) -> None:
     chance = 1 / classes
     if m.get("epochs", 0) < 1 or max(m["train_acc"], m["test_acc"]) > 1.25 * chance:
         return
-    cfg, usual = run.config, recipe(run.spec.arch)
+    cfg = run.config
+    usual = recipe(run.spec.arch, get_peek(run.dataset, data_dir()).classes if run.dataset in datasets_here() else None)
     why = ("a learning rate this large makes steps that overshoot, so the weights thrash or the ReLUs die"
            if cfg.lr >= 10 * usual.lr else "a learning rate this small barely moves the weights"
            if cfg.lr <= usual.lr / 100 else "the learning rate, optimizer or schedule may not suit this net")
@@ -320,7 +327,7 @@ else:
         c3.number_input("Learning rate", min_value=1e-6, max_value=10.0, format="%.5f", step=0.0005, key="t_lr", disabled=busy,
                         help="Step size of each update. Too large and the loss explodes; too small and nothing moves.")
         c4.selectbox("Schedule", list(SCHEDULES), key="t_schedule", disabled=busy, help="; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()))
-        o1, o2, c7, c8 = st.columns([1.6, 1, 1, 1])
+        o1, o2, c7, c8, g1 = st.columns([1.6, 1, 1, 1, 1])
         if optimizer == "momentum":
             o1.slider("Momentum", 0.0, 0.99, step=0.01, key="t_momentum", disabled=busy,
                       help="Fraction of the previous update carried into the next: smooths and speeds up SGD.")
@@ -338,6 +345,13 @@ else:
         c8.select_slider("Batch size", BATCH_SIZES, key="t_batch", disabled=busy,
                          format_func=lambda b: "full" if b == 0 else str(b),
                          help="Images per step; 'full' uses the whole training set per step (the tutorial's first example).")
+        finger_counts = shows_finger_counts(get_peek(dataset_key, data_dir()).classes)
+        g1.number_input("Generated hands", min_value=0, max_value=MAX_GENERATED_HANDS, step=100, key="t_generated",
+                        disabled=busy or not finger_counts,
+                        help="Drawn hands with 0–5 raised fingers, added to the training photos: they show poses and "
+                             "framings SIGNS lacks (a three as index, middle and ring finger), so the net reads more "
+                             "photos of other people's hands (README, \"Robustness\")." + (
+                                 "" if finger_counts else " Only for data sets whose classes are 0–5."))
         c9, c10, c10b, c11, c12, c13 = st.columns([1, 1.05, 1.2, 0.9, 0.95, 1.1], vertical_alignment="bottom")
         c9.number_input("Epochs", min_value=1, max_value=500, step=1, key="t_epochs", disabled=busy,
                         help="Passes over the training set.")
@@ -356,7 +370,7 @@ else:
                    on_click=_load_recipe, args=(spec.arch,), kwargs={"finetune": start == "finetune"})
         st.caption(f"Dropout {spec.dropout:g} and batch norm {'on' if spec.batchnorm else 'off'} come from the net "
                    + ("(Build page)." if start == "new" else "(the checkpoint)."))
-    config = _config_from_widgets()
+    config = _config_from_widgets(finger_counts)
     _remember_settings()
     if start == "finetune":
         peek = get_peek(dataset_key, data_dir())

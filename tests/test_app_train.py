@@ -23,7 +23,7 @@ def _train_page(apps, spec: ModelSpec, **settings) -> AppTest:
     at = apps("pages/train.py", spec=spec, spec_dataset="synthetic")
     kinds = {  # element lists are looked up after each run: a list from an earlier run is stale
         "t_optimizer": "selectbox", "t_schedule": "selectbox", "t_lr": "number_input",
-        "t_epochs": "number_input", "t_batch": "select_slider", "t_augment": "toggle",
+        "t_epochs": "number_input", "t_batch": "select_slider", "t_augment": "toggle", "t_generated": "number_input",
     }
     for key, value in settings.items():
         if key == "t_lr":  # the optimizer's own widgets appear once it is chosen
@@ -210,10 +210,45 @@ def test_train_stop_and_resume(env, apps):
     assert len(job.history().epochs) == 10
 
 
+def test_generated_hands_join_a_lenet_run_on_finger_counts_and_not_on_other_classes(env, apps):
+    # The LeNet's recipe for hand signs adds generated hands; the user sets how many, and the run
+    # trains on its photos and those.
+    _own_set(env, ("rock", "paper"))
+    at = _train_page(apps, default_spec("lenet"), t_epochs=1, t_augment=False)
+    field = at.number_input(key="t_generated")
+    assert field.value == recipe("lenet", tuple("012345")).generated_hands == 1200 and not field.disabled
+    field.set_value(60)
+    at.run()
+    button(at, "Start").click()
+    at.run()
+    wait_for_job(at)
+    job = at.session_state["job"]
+    assert job.status == "finished", job.message
+    assert job.trainer.config.generated_hands == 60 and len(job.trainer.x_train) == 1200 + 60
+    assert "+ 60 generated hands" in table(at, "run").iloc[0]["settings"]
+
+    # A data set of other classes: the field is off, and the run has none.
+    other = apps("pages/train.py", spec=default_spec("lenet", 2), spec_dataset="my-hand")
+    other.selectbox(key="t_dataset").set_value("my-hand")
+    other.number_input(key="t_epochs").set_value(1)
+    other.select_slider(key="t_batch").set_value(0)  # full batch: a few photos
+    other.run()
+    field = other.number_input(key="t_generated")
+    assert field.disabled and "Only for data sets whose classes are 0–5" in field.help
+    button(other, "Start").click()
+    other.run()
+    assert_clean(other)
+    assert not errors(other)
+    wait_for_job(other)
+    job = other.session_state["job"]
+    assert job.status == "finished", job.message
+    assert job.trainer.config.generated_hands == 0 and len(job.trainer.x_train) == len(job.trainer.dataset.x_train)
+
+
 def test_a_run_that_learnt_nothing_says_so_and_why(env, apps):
     # Plain SGD at 10 with batch norm does not overflow: it ends at chance (1 in 6), silently before.
     at = _train_page(apps, default_spec("lenet"), t_optimizer="sgd", t_schedule="constant", t_lr=10.0, t_epochs=2,
-                     t_batch=64, t_augment=False)
+                     t_batch=64, t_augment=False, t_generated=0)
     button(at, "Start").click()
     at.run()
     wait_for_job(at)
@@ -225,14 +260,16 @@ def test_a_run_that_learnt_nothing_says_so_and_why(env, apps):
     button(at, "Reset to recipe").click()
     at.run()
     assert_clean(at)
-    usual = recipe("lenet")
+    usual = recipe("lenet", tuple("012345"))
     assert (at.selectbox(key="t_optimizer").value, at.number_input(key="t_lr").value, at.number_input(key="t_epochs").value,
-            at.selectbox(key="t_schedule").value) == (usual.optimizer, usual.lr, usual.epochs, usual.schedule)
+            at.selectbox(key="t_schedule").value, at.number_input(key="t_generated").value) == (
+        usual.optimizer, usual.lr, usual.epochs, usual.schedule, usual.generated_hands)
     # A run that learnt something says nothing of the kind.
     at.selectbox(key="t_optimizer").set_value("sgd")
     at.selectbox(key="t_schedule").set_value("constant")
     at.toggle(key="t_augment").set_value(False)
     at.number_input(key="t_epochs").set_value(2)
+    at.number_input(key="t_generated").set_value(0)
     at.run()
     at.number_input(key="t_lr").set_value(0.01)
     at.run()

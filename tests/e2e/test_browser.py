@@ -236,9 +236,9 @@ def test_build_follows_options(app, page, screenshot_dir):
     assert_clean(page)
 
 
-EPOCHS = 20  # long enough (about 25 s in the test server) that Stop lands mid-run
-# The Train page's default recipe for LeNet on SIGNS' 1,080 training images.
-TOTAL_STEPS = EPOCHS * math.ceil(1080 / recipe("lenet").batch_size)
+EPOCHS = 10  # long enough (about 25 s in the test server) that Stop lands mid-run
+# The Train page's default recipe for LeNet on SIGNS' 1,080 training photos and the generated hands it adds.
+TOTAL_STEPS = EPOCHS * math.ceil((1080 + recipe("lenet", tuple("012345")).generated_hands) / recipe("lenet").batch_size)
 
 
 def test_train_live_stop_resume_save(app, page, screenshot_dir):

@@ -48,7 +48,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 expect = import_expect()
 
 SAVED_BEFORE = "lenet-signs-before.pt"
-STEPS_PER_EPOCH = math.ceil(1080 / recipe("lenet").batch_size)  # SIGNS' 1,080 training photos
+# SIGNS' 1,080 training photos and the generated hands the LeNet's recipe adds to them.
+STEPS_PER_EPOCH = math.ceil((1080 + recipe("lenet", tuple("012345")).generated_hands) / recipe("lenet").batch_size)
 
 
 # --- a checkpoint saved beforehand, and photos it tells apart --------------------------------------
@@ -137,7 +138,7 @@ def saved_checkpoint_options(page) -> list[str]:
 
 
 def test_four_sessions_at_once_each_get_their_own_results(app, new_page, saved_before, photos):
-    epochs = 8  # long enough that both runs are still training when the predictions come
+    epochs = 4  # long enough that both runs are still training when the predictions come
     trainers = [(new_page(), "Adam", "0.01000", "1"), (new_page(), "RMSprop", "0.00100", "2")]
     predictors = [(new_page(), photo, label) for photo, label in photos]
     for page, optimizer, lr, seed in trainers:
@@ -183,7 +184,7 @@ def test_closing_a_tab_while_it_trains_leaves_the_server_usable(app, browser, ne
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(30_000)
     doomed = context.new_page()
-    prepare_training(doomed, app, epochs=3)
+    prepare_training(doomed, app, epochs=2)
     button(doomed, "Start").click()
     wait_for(lambda: progress_step(doomed) > 0, 60, "the run in the tab to be closed to take steps", poll_s=0.2)
     context.close()  # the tab goes away mid-run
@@ -210,7 +211,7 @@ def test_closing_a_tab_while_it_trains_leaves_the_server_usable(app, browser, ne
 
 
 def test_a_run_stopped_mid_epoch_saves_a_checkpoint_that_loads(app, page, photos):
-    epochs = 12  # long enough that Stop lands mid-run
+    epochs = 6  # long enough that Stop lands mid-run
     prepare_training(page, app, epochs)
     button(page, "Start").click()
     # At least one whole epoch (Save is offered from then on), then stop inside the next one.
