@@ -250,14 +250,17 @@ class FrameRecorder:
         self._refused: list[str] = []
         self._reported = True  # the last recording's end was handed to the page (there was none)
         self._next = 0.0  # when the next frame may be kept
-        self._frames: list[tuple[str, np.ndarray]] = []
+        self._serial = 0  # which recording is the current one
+        self._frames: list[tuple[int, str, np.ndarray]] = []  # kept, not yet collected: (recording, class, image)
 
     def start(self, class_name: str, count: int, now: float | None = None) -> None:
-        """Record ``count`` frames of ``class_name`` (a running recording ends first)."""
+        """Record ``count`` frames of ``class_name`` (a running recording ends first; frames it kept
+        that were not collected yet still join their class, but count as its, not this one's)."""
         if count < 1:
             raise CaptureError(f"a recording needs at least one frame; asked for {count}")
         now = time.monotonic() if now is None else now
         with self._lock:
+            self._serial += 1
             self._class, self._running, self._reported = class_name, True, False
             self._kept, self._asked, self._added, self._refused = 0, count, 0, []
             self._next = now + self.delay_s
@@ -289,7 +292,7 @@ class FrameRecorder:
             # every frame it kept. (The resize holds the lock a few ms, once per kept frame.)
             image = Image.fromarray(frame)
             image.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
-            self._frames.append((self._class, np.asarray(image)))  # a copy: the video may reuse its buffer
+            self._frames.append((self._serial, self._class, np.asarray(image)))  # a copy: the video may reuse its buffer
             self._kept += 1
             self._next = now + self.interval_s
             self._running = self._kept < self._asked
@@ -304,16 +307,17 @@ class FrameRecorder:
         move in two and lose frames.
         """
         with self._lock:
-            frames, self._frames = self._frames, []
+            frames, self._frames, serial = self._frames, [], self._serial
         added, refused = 0, []
-        for class_name, frame in frames:
+        for recording, class_name, frame in frames:
             try:
                 cs.add_frame(class_name, frame)
-                added += 1
+                added += recording == serial
             except CaptureError as e:
                 refused.append(str(e))
         with self._lock:
-            self._added += added
+            # (a recording started meanwhile reports its own frames only)
+            self._added += added if serial == self._serial else 0
             self._refused += [r for r in dict.fromkeys(refused) if r not in self._refused]
             if refused:
                 self._running = False

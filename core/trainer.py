@@ -55,7 +55,9 @@ SCHEDULES: dict[str, str] = {
     "onecycle": "one cycle: warm up over 25 % of the run, then cosine decay",
 }
 MAX_GENERATED_HANDS = 20_000
-RECIPE_GENERATED_HANDS = 1200  # as many as SIGNS has photos: measured, README "Robustness"
+RECIPE_GENERATED_HANDS = 1200  # about as many as SIGNS has photos: measured, README "Robustness"
+
+
 class _TurnLock:
     """A first-come, first-served gate: runs in one process take turns step by step.
 

@@ -50,6 +50,10 @@ for ds in dataset_peeks():
         "source": ds.source,
     })
 st.dataframe(rows, hide_index=True, width="stretch")
+st.caption("Besides a set's photos of 0–5 fingers, the LeNet's recipe also trains on hands drawn "
+           "by TorchLab (half their 3s raised as index, middle and ring finger, as many people show three): it then "
+           "reads more photos of hands unlike SIGNS'. The Train page's *Generated hands* sets how many; 0 trains on "
+           "the photos alone.")
 if len(rows) == 1:
     st.info(
         "Only the built-in **synthetic** finger-count set is available: rendered hands, not photos. "

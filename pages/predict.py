@@ -1,4 +1,5 @@
 """Predict: a checkpoint, a photo or the webcam, and what the net makes of it."""
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -35,10 +36,13 @@ def train_default() -> Path:
     ds = get_dataset(key, data_dir())
     trainer = Trainer(default_spec("lenet", ds.num_classes), ds, recipe("lenet", ds.classes))
     bar = st.progress(0.0, text="Training the default LeNet…")
-    for event in trainer.run():
-        if isinstance(event, EpochEvent):
-            bar.progress(event.epoch / trainer.config.epochs,
-                         text=f"Epoch {event.epoch}/{trainer.config.epochs} · test accuracy {event.test_acc:.1%}")
+    # Closed however the script ends (a click elsewhere stops it inside the loop): the run's end then
+    # frees its worker and its place among the runs going on now, rather than whenever it is collected.
+    with contextlib.closing(trainer.run()) as events:
+        for event in events:
+            if isinstance(event, EpochEvent):
+                bar.progress(event.epoch / trainer.config.epochs,
+                             text=f"Epoch {event.epoch}/{trainer.config.epochs} · test accuracy {event.test_acc:.1%}")
     return trainer.save(checkpoint_dir() / f"lenet-{key}-default.pt")
 
 
@@ -204,7 +208,7 @@ if source == "Saved runs":
     if not saved:
         best = dataset_title(best_hand_dataset(data_dir()))
         st.info(f"No saved checkpoint yet. Train one on the Train page — or train the default LeNet-5 on {best} "
-                "right here (about 20 seconds on a laptop CPU).", icon=":material/info:")
+                "right here (about a minute on a laptop CPU).", icon=":material/info:")
         if st.button("Train the default LeNet now", type="primary", icon=":material/bolt:"):
             path = train_default()
             st.session_state["p_checkpoint"] = path.name

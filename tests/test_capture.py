@@ -195,6 +195,18 @@ def test_kept_frames_are_downscaled_copies_and_stop_keeps_what_was_recorded():
     assert abs(kept[:, -1].mean() - 50) < 2 and abs(kept[:, 0].mean() - 205) < 2
 
 
+def test_a_recording_started_before_the_last_ones_frames_were_collected_counts_only_its_own():
+    rec = capture.FrameRecorder(interval_s=0.1, delay_s=0.0)
+    cs = CaptureSet(["a", "b"])
+    rec.start("a", 5, now=0.0)
+    assert rec.offer(frame(10), now=0.0) and rec.offer(frame(20), now=0.1)
+    rec.start("b", 2, now=1.0)  # the page did not collect "a"'s two frames in between
+    assert rec.offer(frame(30), now=1.0) and rec.offer(frame(40), now=1.1)
+    done = rec.collect_into(cs)
+    assert (done.class_name, done.kept, done.asked, done.added) == ("b", 2, 2, 2)  # not 4: "Added 2 photos to class b"
+    assert cs.counts() == {"a": 2, "b": 2}  # the earlier frames were not lost either
+
+
 def test_a_full_class_ends_the_recording_and_says_why_once():
     rec = capture.FrameRecorder(interval_s=0.1, delay_s=0.0)
     cs = CaptureSet(["a", "b"])
