@@ -245,7 +245,7 @@ def score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, classes: tup
 def finetune(ckpt: Checkpoint, subset: Dataset, n: int, seed: int, freeze: str, device: str,
              x_test: torch.Tensor, y_test: torch.Tensor) -> dict[str, Any]:
     """One fine-tune, timed from building the Trainer to the end of its run, then scored."""
-    config = finetune_recipe(ckpt.spec.arch, len(subset.x_train)).replace(seed=seed, device=device)
+    config = finetune_recipe(ckpt.spec.arch, len(subset.x_train), subset.classes).replace(seed=seed, device=device)
     t0 = time.perf_counter()
     trainer = Trainer(None, subset, config, init_from=ckpt, freeze=freeze)
     for _ in trainer.run():
@@ -451,7 +451,7 @@ def main() -> int:
         base_line = f"base: {ckpt.describe()} — trained here ({base_figures['recipe']}) in {base_figures['seconds']:.1f}s"
     title = (f"Fine-tuning on n webcam-hands photos per class, scored on its {len(hands.x_test)} test photos — "
              f"{machine}\n{args.threads} thread(s) used; load average at start {load_start[0]:.2f} "
-             f"(1 min) on {os.cpu_count()} CPUs; {finetune_recipe(ckpt.spec.arch).describe()} "
+             f"(1 min) on {os.cpu_count()} CPUs; {finetune_recipe(ckpt.spec.arch, None, ckpt.classes).describe()} "
              f"({_precision(runs[0]['precision'])})\n{base_line}")
     print_table(base, rows, hands.classes, title)
     n_odd = int((hands.y_test == hands.classes.index(ODD_CLASS)).sum()) if ODD_CLASS in hands.classes else 0

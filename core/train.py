@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on 70 %% of each batch; mirrored: standard with half the images mirrored")
     p.add_argument("--generated-hands", type=int, metavar="N",
                    help="generated finger-count hands added to the training photos, for data sets of classes 0–5 "
-                        "(default: the recipe's — the LeNet's 1200 for such sets, else 0)")
+                        "(default: the recipe's — for such sets the LeNet's 1200, a fine-tune's 120; else 0)")
     p.add_argument("--batch-size", type=int, help="0 = full batch")
     p.add_argument("--epochs", type=int, help="with --resume: more than the run's own extends a finished run")
     p.add_argument("--seed", type=int)
@@ -164,7 +164,7 @@ def _new_trainer(args: argparse.Namespace, dist: Dist | None = None) -> tuple[Tr
     dataset = load_dataset(args.dataset, args.data_dir, image_size=input_size)
     overrides = {k: v for k, v in _config_overrides(args).items() if v is not None}
     if ckpt is not None:
-        config = finetune_recipe(arch, len(dataset.x_train)).replace(**overrides)
+        config = finetune_recipe(arch, len(dataset.x_train), dataset.classes).replace(**overrides)
         spec = None  # the checkpoint's
     else:
         config = recipe(arch, dataset.classes).replace(**overrides)

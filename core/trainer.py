@@ -56,6 +56,7 @@ SCHEDULES: dict[str, str] = {
 }
 MAX_GENERATED_HANDS = 20_000
 RECIPE_GENERATED_HANDS = 1200  # about as many as SIGNS has photos: measured, README "Robustness"
+FINETUNE_GENERATED_HANDS = 120  # 20 per class beside a few photos: measured, README "Fine-tuning"
 
 
 class _TurnLock:
@@ -923,24 +924,27 @@ class Trainer:
         self._order = self._ahead = None  # (a batch made ahead goes with the data)
 
 
-def finetune_recipe(arch: str, n_train: int | None = None) -> TrainConfig:
+def finetune_recipe(arch: str, n_train: int | None = None, classes: Sequence[str] | None = None) -> TrainConfig:
     """The recipe for a run that starts from a checkpoint (every setting can still be overridden).
 
     Adam 1e-3 at a constant rate, no weight decay, the ``mirrored`` augmentation (``standard`` with
     half the images mirrored: a hand is shown as a left or a right one), 60 epochs of full batches
-    (batches of 64 once there are more than 64 training images, given ``n_train``). Chosen by
-    measurement (``bench/bench_finetune.py``; README, "Fine-tuning"): the SIGNS LeNet fine-tuned on
-    5 and 10 photos per class of other people's hands and tested on 349 more. Mirroring and the
-    longer run each helped; more epochs without mirroring, other learning rates, batches of 16, a
-    cosine schedule, weight decay, the ``webcam`` or ``mixed`` augmentation, stronger geometric
-    jitter or no backdrop swap did not, and no augmentation was worse. The same recipe
+    (batches of 64 once there are more than 64 training photos, given ``n_train``); for ``classes``
+    that are the finger counts 0–5, 120 generated hands beside the photos, so the few photos do not
+    pull the net away from hands in general. Chosen by measurement (``bench/bench_finetune.py``;
+    README, "Fine-tuning"): the SIGNS LeNet fine-tuned on 5 and 10 photos per class of other
+    people's hands and tested on 349 more. Mirroring, the longer run and the generated hands each
+    helped; more epochs without mirroring, other learning rates, batches of 16, a cosine schedule,
+    weight decay, the ``webcam`` or ``mixed`` augmentation, stronger geometric jitter, no backdrop
+    swap or SIGNS photos beside the user's did not, and no augmentation was worse. The same recipe
     serves every net: only the LeNet case was measured.
     """
     if arch not in ARCHS:
         raise ConfigError(f"no recipe for architecture {arch!r}")
     batch = 64 if n_train is not None and n_train > 64 else 0
+    hands = FINETUNE_GENERATED_HANDS if classes is not None and shows_finger_counts(classes) else 0
     return TrainConfig(optimizer="adam", lr=0.001, weight_decay=0.0, schedule="constant", batch_size=batch,
-                       epochs=60, augment=True, augmentation="mirrored")
+                       epochs=60, augment=True, augmentation="mirrored", generated_hands=hands)
 
 
 def spec_differences(saved: ModelSpec, asked: ModelSpec) -> list[str]:

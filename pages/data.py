@@ -179,7 +179,7 @@ st.markdown(
     "Show the net **your** hand: **record** a burst of photos per class from the live camera while you move your "
     "hand, take them one by one with the **camera**, or **upload** them; save the set, then fine-tune a saved net "
     "on it from the **Train** page. More photos read better: fine-tuned on 5, 10, 20 or 30 photos per class of "
-    "other people's hands, the default LeNet read 83, 88, 92 and 92 % of photos it had never seen (README, "
+    "other people's hands, the default LeNet read 85, 89, 91 and 92 % of photos it had never seen (README, "
     "\"Fine-tuning\"). Keep the classes `0`–`5` (fingers raised) and a SIGNS net keeps its trained head — or name "
     "your own classes (rock, paper, scissors…)."
 )

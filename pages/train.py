@@ -40,8 +40,8 @@ go, make_subplots = plotting()
 def _load_recipe(arch: str, finetune: bool = False, n_train: int | None = None) -> None:
     """Put the default recipe for ``arch`` (or its fine-tuning recipe, which depends on the size of
     the training split ``n_train``) into the widgets."""
-    # A new net's recipe as it is for hand signs: the page turns generated hands off for other data.
-    cfg = finetune_recipe(arch, n_train) if finetune else recipe(arch, SYNTHETIC_CLASSES)
+    # The recipe as it is for hand signs: the page turns generated hands off for other data.
+    cfg = finetune_recipe(arch, n_train, SYNTHETIC_CLASSES) if finetune else recipe(arch, SYNTHETIC_CLASSES)
     st.session_state.update({key: getattr(cfg, name) for key, name in WIDGETS.items() if name})
     st.session_state.update({"t_beta1": cfg.betas[0], "t_beta2": cfg.betas[1], "t_recipe_for": _recipe_key(arch, finetune)})
 

@@ -423,6 +423,7 @@ def test_one_click_finetunes_the_best_signs_net_on_the_newest_own_set(env, apps)
     assert job.trainer.init_from["file"] == "weak-signs.pt" and not job.trainer.new_head  # 0–5: the head stays
     assert job.trainer.config.epochs == finetune_recipe("mlp").epochs and job.trainer.dataset.key == "my-hand"
     assert job.trainer.config.augmentation == "mirrored"  # the fine-tuning recipe, not a new net's
+    assert job.trainer.config.generated_hands == finetune_recipe("mlp", 12, tuple("012345")).generated_hands == 120
     assert any("keeps the checkpoint's head" in c.value for c in at.caption)
     # Its test photos were split off the user's own photos: the report says what that figure is worth.
     assert any(c.value.startswith("The test photos were set aside from the same photos") for c in at.caption)

@@ -158,7 +158,10 @@ def test_the_lenet_recipe_adds_generated_hands_for_finger_counts_only():
     assert recipe("lenet", ("non-cat", "cat")).generated_hands == 0
     assert recipe("lenet").generated_hands == 0  # the data set unknown: nothing that could be refused
     assert recipe("resnet50", SYNTHETIC_CLASSES).generated_hands == 0  # measured for the LeNet only
-    assert finetune_recipe("lenet", 30).generated_hands == 0  # a fine-tune learns the user's photos
+    # A fine-tune learns the user's few photos with 20 drawn hands per class beside them.
+    assert finetune_recipe("lenet", 30, SYNTHETIC_CLASSES).generated_hands == 120
+    assert finetune_recipe("lenet", 30, ("rock", "paper")).generated_hands == finetune_recipe("lenet", 30).generated_hands == 0
+    assert finetune_recipe("lenet", 30, SYNTHETIC_CLASSES).batch_size == 0  # full batch: 30 photos and 120 hands
     assert "+ 1,200 generated hands" in recipe("lenet", SYNTHETIC_CLASSES).describe()
 
 
