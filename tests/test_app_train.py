@@ -34,9 +34,8 @@ def _train_page(apps, spec: ModelSpec, **settings) -> AppTest:
     return at
 
 
-def test_train_start_finish_save(env, apps):
-    at = _train_page(apps, MLP, t_epochs=1, t_batch=64, t_augment=False)
-    assert any("press **Start**" in i.value for i in at.info)
+def _start_and_finish(at: AppTest):
+    """Press Start, wait for the run to end, and return its job (it must have finished cleanly)."""
     button(at, "Start").click()
     at.run()
     assert_clean(at)
@@ -44,6 +43,13 @@ def test_train_start_finish_save(env, apps):
     wait_for_job(at)
     job = at.session_state["job"]
     assert job.status == "finished", job.message
+    return job
+
+
+def test_train_start_finish_save(env, apps):
+    at = _train_page(apps, MLP, t_epochs=1, t_batch=64, t_augment=False)
+    assert any("press **Start**" in i.value for i in at.info)
+    job = _start_and_finish(at)
     runs = table(at, "run")
     assert len(runs) == 1
     assert runs.iloc[0]["status"] == "finished" and runs.iloc[0]["epochs"] == 1
@@ -219,11 +225,7 @@ def test_generated_hands_join_a_lenet_run_on_finger_counts_and_not_on_other_clas
     assert field.value == recipe("lenet", tuple("012345")).generated_hands == 1200 and not field.disabled
     field.set_value(60)
     at.run()
-    button(at, "Start").click()
-    at.run()
-    wait_for_job(at)
-    job = at.session_state["job"]
-    assert job.status == "finished", job.message
+    job = _start_and_finish(at)
     assert job.trainer.config.generated_hands == 60 and len(job.trainer.x_train) == 1200 + 60
     assert "+ 60 generated hands" in table(at, "run").iloc[0]["settings"]
 
@@ -235,13 +237,7 @@ def test_generated_hands_join_a_lenet_run_on_finger_counts_and_not_on_other_clas
     other.run()
     field = other.number_input(key="t_generated")
     assert field.disabled and "Only for data sets whose classes are 0–5" in field.help
-    button(other, "Start").click()
-    other.run()
-    assert_clean(other)
-    assert not errors(other)
-    wait_for_job(other)
-    job = other.session_state["job"]
-    assert job.status == "finished", job.message
+    job = _start_and_finish(other)
     assert job.trainer.config.generated_hands == 0 and len(job.trainer.x_train) == len(job.trainer.dataset.x_train)
 
 
