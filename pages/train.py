@@ -91,6 +91,18 @@ def _config_from_widgets(finger_counts: bool) -> TrainConfig:
     return config if finger_counts else config.replace(generated_hands=0)
 
 
+def _show_generated_hands_for(finger_counts: bool) -> None:
+    """The Generated hands field shows 0 while the data set's classes are not finger counts (the run
+    gets none), and the user's number again when they are: it is kept aside meanwhile."""
+    s = st.session_state
+    if not finger_counts and s.get("t_generated"):
+        s["t_generated_kept"], s["t_generated"] = s["t_generated"], 0
+    elif finger_counts and "t_generated_kept" in s:
+        kept = s.pop("t_generated_kept")
+        if not s.get("t_generated"):
+            s["t_generated"] = kept
+
+
 def _new_trainer(start: str, spec, dataset, config: TrainConfig, ckpt: Checkpoint | None, freeze: str) -> Trainer:
     """The run the user asked for: a new net, a saved one fine-tuned, or a saved run continued."""
     if start == "finetune":
@@ -346,6 +358,7 @@ else:
                          format_func=lambda b: "full" if b == 0 else str(b),
                          help="Images per step; 'full' uses the whole training set per step (the tutorial's first example).")
         finger_counts = shows_finger_counts(get_peek(dataset_key, data_dir()).classes)
+        _show_generated_hands_for(finger_counts)
         g1.number_input("Generated hands", min_value=0, max_value=MAX_GENERATED_HANDS, step=100, key="t_generated",
                         disabled=busy or not finger_counts,
                         help="Drawn hands with 0–5 raised fingers, added to the training photos: they show poses and "

@@ -219,7 +219,7 @@ def test_train_stop_and_resume(env, apps):
 def test_generated_hands_join_a_lenet_run_on_finger_counts_and_not_on_other_classes(env, apps):
     # The LeNet's recipe for hand signs adds generated hands; the user sets how many, and the run
     # trains on its photos and those.
-    _own_set(env, ("rock", "paper"))
+    _own_set(env, ("rock", "paper", "scissors", "lizard", "spock", "well"))
     at = _train_page(apps, default_spec("lenet"), t_epochs=1, t_augment=False)
     field = at.number_input(key="t_generated")
     assert field.value == recipe("lenet", tuple("012345")).generated_hands == 1200 and not field.disabled
@@ -230,15 +230,21 @@ def test_generated_hands_join_a_lenet_run_on_finger_counts_and_not_on_other_clas
     assert "+ 60 generated hands" in table(at, "run").iloc[0]["settings"]
 
     # A data set of other classes: the field is off, and the run has none.
-    other = apps("pages/train.py", spec=default_spec("lenet", 2), spec_dataset="my-hand")
+    other = apps("pages/train.py", spec=default_spec("lenet", 6), spec_dataset="my-hand")
     other.selectbox(key="t_dataset").set_value("my-hand")
     other.number_input(key="t_epochs").set_value(1)
     other.select_slider(key="t_batch").set_value(0)  # full batch: a few photos
     other.run()
     field = other.number_input(key="t_generated")
     assert field.disabled and "Only for data sets whose classes are 0–5" in field.help
+    assert field.value == 0  # shows what the run gets, not the recipe's 1,200
     job = _start_and_finish(other)
     assert job.trainer.config.generated_hands == 0 and len(job.trainer.x_train) == len(job.trainer.dataset.x_train)
+    # Back on a set of finger counts, the field has the number the user had there.
+    other.selectbox(key="t_dataset").set_value("synthetic")
+    other.run()
+    field = other.number_input(key="t_generated")
+    assert field.value == 1200 and not field.disabled
 
 
 def test_a_run_that_learnt_nothing_says_so_and_why(env, apps):
