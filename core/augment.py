@@ -1,7 +1,7 @@
 """Batch augmentation on the device: the photo of a user's hand is not a SIGNS image.
 
 SIGNS shows one kind of photo: a hand in the middle of a pale, plain wall, in even light. A webcam
-shows the hand bigger or smaller, off-centre and tilted, in front of shelves, doors, faces and
+shows the hand bigger or smaller, off-centre and tilted, in front of shelves, doors, brick walls, faces and
 shirts, under warm or cool, dim or bright light, blurred and JPEG-compressed. Each change below
 stands for one of those differences; every image of a batch draws its own values.
 
@@ -59,6 +59,11 @@ class AugmentConfig:
     # only ever seen plain walls takes any skin-toned or edged region for fingers.
     clutter_p: float = 0.0
     clutter_shapes: int = 6
+    # The share of cluttered backdrops with a patterned patch or wall (brick, stripes, a check: brick
+    # walls, blinds, shirts, rugs). Fists in front of a brick wall were read as five: rows of hard
+    # edges look like fingers to a net that has seen only soft rooms.
+    texture_p: float = 0.0
+    texture_strength: float = 0.25  # the pattern's amplitude, drawn from 0 to this
     # SIGNS hands are always darker than their wall; in a room the hand is as often the brighter
     # thing. The hand (every non-wall pixel) is relit by a gain drawn in exp(±hand_light).
     hand_light: float = 0.0
@@ -75,14 +80,16 @@ class AugmentConfig:
 # hand in every image, mirroring, or relighting the hand cost clean SIGNS accuracy for no gain on
 # real photos. Re-measured within ``mixed`` (README, "Robustness"): mirroring this part, tighter
 # hand framing, or black bars such as padded webcam crops show traded SIGNS accuracy for gains on
-# real photos within seed noise.
+# real photos within seed noise. Busier backdrops did not: nearly every swapped wall cluttered, and
+# half of those patterned, read more of the strangers' photos at the same SIGNS accuracy.
 WEBCAM = AugmentConfig(
     hand_crop_p=0.5,
     tone=0.2,
     temperature=0.1,
-    background_p=0.8,
+    background_p=0.95,
     background_matte=0.15,
-    clutter_p=0.6,
+    clutter_p=0.9,
+    texture_p=0.5,
     blur_p=0.15,
     jpeg_p=0.15,
 )
@@ -108,7 +115,8 @@ class MixedAugment:
 
 AUGMENTATIONS: dict[str, str] = {
     "standard": "zoom, shift, tilt, light and colour, and a swapped wall: accurate on SIGNS-like photos",
-    "webcam": "also hand framing, cluttered room-like backdrops, colour temperature, tone, blur and JPEG: "
+    "webcam": "also hand framing, cluttered room-like backdrops (brick, stripes, checks), colour temperature, "
+              "tone, blur and JPEG: "
               "reads more webcam photos of other hands, a few points lower on SIGNS itself",
     "mixed": "webcam in 70 % of each batch, standard in the rest: reads nearly as many webcam photos "
              "as webcam, and clean SIGNS-like photos about as well as standard",
@@ -556,4 +564,34 @@ def _cluttered_backdrop(x: torch.Tensor, generator: torch.Generator, cfg: Augmen
     colours = colours + tilt * dy  # shaded, not flat
     for shape, colour in zip(shapes, colours):
         scene = torch.where(shape, colour, scene)
-    return F.interpolate(scene, size=(h, w), mode="bilinear", align_corners=False)
+    scene = F.interpolate(scene, size=(h, w), mode="bilinear", align_corners=False)
+    # Patterns are drawn at full resolution: at half, upsampled, their edges would be soft.
+    return scene.add_(_pattern(scene, generator, cfg)).clamp_(0, 1) if cfg.texture_p > 0 else scene
+
+
+def _pattern(x: torch.Tensor, generator: torch.Generator, cfg: AugmentConfig) -> torch.Tensor:
+    """N×C×H×W to add to a backdrop: brick courses, stripes at any angle or a check, over the whole
+    backdrop or a block of it, in a ``texture_p`` share of the images (zero in the rest)."""
+    n, c, h, w = x.shape
+    dev, dt = x.device, x.dtype
+    (course, brick, offset, angle, period, period2, phase, kind, cx, cy, rx, ry, whole, strength, used,
+     tint) = _uniforms(generator, x, n, *[(lo, hi, 1, 1) for lo, hi in (
+        (4, 10), (8, 20), (0, 20), (0, math.pi), (2.5, 12), (2.5, 12), (0, 2 * math.pi), (0, 1),
+        (0, w), (0, h), (0.15 * w, 0.6 * w), (0.15 * h, 0.6 * h), (0, 1), (0, cfg.texture_strength), (0, 1))],
+        (0.7, 1.3, c, 1, 1))
+    yy = torch.arange(h, device=dev, dtype=dt).view(1, h, 1)
+    xx = torch.arange(w, device=dev, dtype=dt).view(1, 1, w)
+    # Brick: mortar lines between courses, and joints half a brick apart from course to course,
+    # each brick a little lighter or darker.
+    row = torch.floor((yy + offset) / course)
+    along = xx + offset + (row % 2) * brick / 2
+    mortar = ((yy + offset) % course < 1.2) | (along % brick < 1.2)
+    bricks = torch.where(mortar, 1.0, torch.sin(row * 7.1 + torch.floor(along / brick) * 3.3).mul_(0.3).sub_(0.3))
+    # Stripes (blinds, shirts) and a check of two crossing ones (plaid, tiles), hard-edged.
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    stripes = torch.sign(torch.sin((xx * cos + yy * sin) * (2 * math.pi) / period + phase))
+    across = torch.sign(torch.sin((yy * cos - xx * sin) * (2 * math.pi) / period2 + phase))
+    pattern = torch.where(kind < 0.4, bricks, torch.where(kind < 0.7, stripes, (stripes + across) * 0.5))
+    block = ((xx - cx).abs() < rx) & ((yy - cy).abs() < ry)
+    shown = (block | (whole < 0.5)) & (used < cfg.texture_p)
+    return (pattern * strength * shown).unsqueeze(1) * tint

@@ -116,10 +116,10 @@ def test_the_warp_samples_where_affine_grid_says(size: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("clutter_p", [0.0, 1.0])
-def test_background_swap_changes_the_wall_and_leaves_the_hand(channels: int, clutter_p: float) -> None:
+@pytest.mark.parametrize("clutter_p, texture_p", [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)])
+def test_background_swap_changes_the_wall_and_leaves_the_hand(channels: int, clutter_p: float, texture_p: float) -> None:
     x, hand = hand_on_wall(8, channels)
-    cfg = replace(NOTHING, background_p=1.0, clutter_p=clutter_p)
+    cfg = replace(NOTHING, background_p=1.0, clutter_p=clutter_p, texture_p=texture_p)
     y = augment_batch(x, gen(), cfg)
     hand_px = hand.expand_as(x)
     assert torch.equal(y[hand_px], x[hand_px])  # every hand pixel untouched
@@ -152,6 +152,30 @@ def test_cluttered_backdrop_has_edges_a_flat_one_lacks() -> None:
         return dx.mean().item()
 
     assert wall_edges(busy) > 3 * wall_edges(flat)
+
+
+def test_patterned_backdrops_have_hard_edges_in_their_share() -> None:
+    # Brick, stripes and checks: many sharp steps between neighbouring pixels, where a cluttered
+    # room without them is soft. The share is per image, as drawn.
+    x, _ = hand_on_wall(400, 3, size=64)
+    cluttered = replace(NOTHING, background_p=1.0, background_noise=0.0, clutter_p=1.0)
+    plain = augment_batch(x, gen(), cluttered)
+    patterned = augment_batch(x, gen(), replace(cluttered, texture_p=1.0, texture_strength=0.4))
+    half = augment_batch(x, gen(), replace(cluttered, texture_p=0.5, texture_strength=0.4))
+
+    def sharp_steps(y: torch.Tensor) -> torch.Tensor:  # per image: share of wall pixels next to a step > 0.1
+        top = y[..., :14, :]  # above the hand: wall only
+        return ((top[..., :, 1:] - top[..., :, :-1]).abs().amax(1) > 0.1).flatten(1).float().mean(1)
+
+    assert sharp_steps(patterned).mean() > 2 * sharp_steps(plain).mean()
+    with_pattern = (sharp_steps(half) > sharp_steps(plain).quantile(0.9)).float().mean().item()
+    assert 0.25 < with_pattern < 0.6  # about half of them, with the weakest patterns not told apart
+
+
+def test_webcam_backdrops_are_mostly_cluttered_and_often_patterned() -> None:
+    # Measured on webcam-hands (README, "Robustness"): more cluttered backdrops and patterns read
+    # more photos of strangers' hands than the softer rooms before.
+    assert WEBCAM.background_p >= 0.9 and WEBCAM.clutter_p >= 0.9 and WEBCAM.texture_p >= 0.5
 
 
 def test_gaussian_blur_smooths_keeps_the_mean_and_sigma_zero_is_identity() -> None:
