@@ -92,7 +92,7 @@ class BenchError(Exception):
 
 
 def train_base(data_dir: str | None, device: str, save_to: str | None, channels: int | None = None,
-               augmentation: str = "standard", epochs: int | None = None) -> tuple[Checkpoint, dict[str, Any]]:
+               augmentation: str | None = None, epochs: int | None = None) -> tuple[Checkpoint, dict[str, Any]]:
     """Train the default LeNet recipe (or it with another input, augmentation or epoch count) on the
     real SIGNS files; the checkpoint (saved and loaded back, as the app does) and the figures of
     that training."""
@@ -102,7 +102,9 @@ def train_base(data_dir: str | None, device: str, save_to: str | None, channels:
         raise BenchError(f"no base checkpoint given and the real SIGNS files cannot be read ({e}) — "
                          "set TORCHLAB_DATA_DIR or --data-dir to the folder holding signs/, "
                          "or give a SIGNS-trained checkpoint with --checkpoint") from None
-    config = recipe("lenet", signs.classes).replace(device=device, augmentation=augmentation)
+    config = recipe("lenet", signs.classes).replace(device=device)
+    if augmentation:
+        config = config.replace(augmentation=augmentation)
     if epochs:
         config = config.replace(epochs=epochs)
     spec = default_spec("lenet", signs.num_classes)
@@ -379,8 +381,8 @@ def main() -> int:
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--save-base", help="where to keep the base net trained here (default: not kept)")
     p.add_argument("--base-channels", type=int, choices=[1, 3], help="the base net trained here: input channels")
-    p.add_argument("--base-augmentation", choices=list(AUGMENTATIONS), default="standard",
-                   help="the base net trained here: augmentation preset")
+    p.add_argument("--base-augmentation", choices=list(AUGMENTATIONS),
+                   help="the base net trained here: augmentation preset (default: the recipe's)")
     p.add_argument("--base-epochs", type=int, help="the base net trained here: epochs (default: the recipe's)")
     p.add_argument("--by-capture", action="store_true",
                    help="also: one person's hand — fine-tune on n photos of one capture, score on its other photos")
