@@ -312,9 +312,10 @@ def test_explain_into_a_file_exits_2_with_one_line(lenet_checkpoint, images, tmp
 
 
 @pytest.mark.slow
-def test_lenet_on_signs_with_the_default_recipe_reaches_95_percent(data_dir, tmp_path):
-    # 40 epochs of 1,080 images: ~40 s on one CPU thread (one thread: a second one spin-waiting on
-    # a shared CPU makes it 5–10× slower).
+def test_lenet_on_signs_with_the_default_recipe_reaches_94_percent(data_dir, tmp_path):
+    # 40 epochs of 1,080 photos and 1,200 generated hands: ~70 s on one CPU thread (one thread: a
+    # second one spin-waiting on a shared CPU makes it 5–10× slower). The recipe reads 94.2–95.8 % of
+    # SIGNS' 120 test photos over seeds 0–2 (README, "Robustness"); one photo is 0.83 points.
     result = run_cli("core.train", ["--dataset", "signs", "--model", "lenet"], cli_env(tmp_path, data_dir),
                      timeout=1800)
     assert result.returncode == 0, result.stderr
@@ -322,7 +323,7 @@ def test_lenet_on_signs_with_the_default_recipe_reaches_95_percent(data_dir, tmp
     assert summary["epochs"] == recipe("lenet").epochs
     assert load_checkpoint(summary["checkpoint"]).classes == ("0", "1", "2", "3", "4", "5")
     # The tutorial's recipe needs 1,000 epochs for 93 %; the default must do better with no flags.
-    assert summary["test_acc"] >= 0.95, summary
+    assert summary["test_acc"] >= 0.94, summary
 
 
 # --- fine-tuning and resuming from the command line ---------------------------------------------
