@@ -1,8 +1,8 @@
 """Batch augmentation on the device: the photo of a user's hand is not a SIGNS image.
 
 SIGNS shows one kind of photo: a hand in the middle of a pale, plain wall, in even light. A webcam
-shows the hand bigger or smaller, off-centre and tilted, in front of shelves, doors, brick walls, faces and
-shirts, under warm or cool, dim or bright light, blurred and JPEG-compressed. Each change below
+shows the hand bigger or smaller, off-centre and tilted, in front of shelves, doors, brick walls,
+faces and shirts, under warm or cool, dim or bright light, blurred and JPEG-compressed. Each change below
 stands for one of those differences; every image of a batch draws its own values.
 
 Order: relight the hand and swap the backdrop (while the wall is still where the keying expects
@@ -115,9 +115,9 @@ class MixedAugment:
 
 AUGMENTATIONS: dict[str, str] = {
     "standard": "zoom, shift, tilt, light and colour, and a swapped wall: accurate on SIGNS-like photos",
-    "webcam": "also hand framing, cluttered room-like backdrops (brick, stripes, checks), colour temperature, "
-              "tone, blur and JPEG: "
-              "reads more webcam photos of other hands, a few points lower on SIGNS itself",
+    "webcam": "also hand framing, cluttered room-like backdrops (some with brick, stripes or checks), colour "
+              "temperature, tone, blur and JPEG: reads more webcam photos of other hands, a few points lower "
+              "on SIGNS itself",
     "mixed": "webcam in 70 % of each batch, standard in the rest: reads nearly as many webcam photos "
              "as webcam, and clean SIGNS-like photos about as well as standard",
     "mirrored": "standard, and half the images mirrored left-right (either hand): the fine-tuning recipe's, "
