@@ -407,7 +407,9 @@ class Trainer:
         self.step = 0
         self.epoch = 0  # completed epochs
         self._order: torch.Tensor | None = None  # this epoch's batch order, while an epoch is open
-        self._batch = 0
+        # The epoch's counters exist from the start: the live view reads them (epoch_pace) from
+        # another thread, possibly before the first epoch has begun.
+        self._batch, self._seen, self._train_seconds, self._capture_seconds = 0, 0, 0.0, 0.0
         self._pending: list[torch.Tensor] = []  # step losses on the device, not yet read back
         self._next_report = 0.0
         self._lr = config.lr  # the last step's rate (host copy)
@@ -663,8 +665,9 @@ class Trainer:
                     pass  # recorded in self.diverged; the next run() raises it
 
     def _start_epoch(self) -> None:
-        self._order = torch.randperm(len(self.x_train), generator=self.shuffle_gen).to(self.device)
+        # Counters first: a reader that sees the new order never pairs it with the last epoch's.
         self._batch, self._seen, self._train_seconds, self._capture_seconds = 0, 0, 0.0, 0.0
+        self._order = torch.randperm(len(self.x_train), generator=self.shuffle_gen).to(self.device)
         self._loss_sum = torch.zeros((), device=self.device)
         self._correct = torch.zeros((), device=self.device)
         self._clock = _DeviceClock(self.device)

@@ -666,6 +666,14 @@ def test_the_first_epoch_of_a_slow_net_already_gives_a_pace_and_an_estimate(tiny
         handle.remove()
 
 
+def test_the_pace_can_be_read_before_the_first_epoch_begins(tiny_dataset):
+    # The live view polls from another thread, and a job is running before its trainer has opened
+    # an epoch: that read raised AttributeError once (a traceback on the Train page in Chromium).
+    trainer = Trainer(MLP_SPEC, tiny_dataset, cfg(epochs=1, batch_size=4))
+    assert trainer.epoch_pace() is None
+    assert TrainingJob(trainer, "unstarted").progress().eta_seconds is None
+
+
 def test_job_stops_mid_run_and_resumes_to_the_end(tiny_dataset):
     config = cfg(epochs=20, batch_size=8)  # 6 steps per epoch, 120 in all
     trainer = Trainer(MLP_SPEC, tiny_dataset, config)
